@@ -1,0 +1,43 @@
+"""ApiFunction: the buffered REST routes, `Mangum(app)` under Powertools.
+
+Logger (correlation id = API Gateway request id), Metrics (EMF, cold start) and Tracer wrap every
+invocation. The app and the Tracer are built on the first invocation, not at import.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from shelfwise.observability import logger, metrics, tracer
+from shelfwise.web.app import create_app
+
+Handler = Any
+
+
+@cache
+def _handler() -> Handler:
+    asgi = Mangum(create_app(), lifespan="off")
+
+    def mangum(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]  # same object, two protocols
+        return response
+
+    return tracer().capture_lambda_handler(mangum)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response: dict[str, Any] = _handler()(event, context)
+    status = int(response.get("statusCode", 500))
+    metrics.add_metric(name="ApiRequests", unit="Count", value=1)
+    if status >= 500:
+        metrics.add_metric(name="ApiServerErrors", unit="Count", value=1)
+    elif status >= 400:
+        metrics.add_metric(name="ApiClientErrors", unit="Count", value=1)
+    return response

@@ -1,0 +1,61 @@
+"""Domain errors. Services and storage raise these; web/errors.py maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error the API reports to a caller. `code` is stable and machine-readable."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class AlreadyExists(DomainError):
+    code = "already_exists"
+
+
+class Conflict(DomainError):
+    """A concurrent writer won; the caller may retry."""
+
+    code = "conflict"
+
+
+class InsufficientStock(DomainError):
+    code = "insufficient_stock"
+
+    def __init__(self, message: str, *, sku: str, size: str, quantity: int, delta: int) -> None:
+        super().__init__(message, sku=sku, size=size, quantity=quantity, delta=delta)
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class StorageUnavailable(DomainError):
+    """DynamoDB throttled or is unreachable; retryable."""
+
+    code = "storage_unavailable"
+
+
+class StorageError(DomainError):
+    """An unexpected storage failure (a bug or misconfiguration)."""
+
+    code = "storage_error"

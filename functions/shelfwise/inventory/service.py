@@ -1,0 +1,203 @@
+"""Inventory logic: SKUs, validation beyond shape, stock rules, totals. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from decimal import Decimal
+
+from shelfwise import clock
+from shelfwise.errors import AlreadyExists, InsufficientStock, InvalidInput, NotFound
+from shelfwise.inventory.models import (
+    SIZE_PATTERN,
+    SKU_PREFIX,
+    Adjustment,
+    Category,
+    CategoryValue,
+    InventoryValue,
+    LowStockItem,
+    Product,
+    ProductIn,
+    ProductPatch,
+    Variant,
+    VariantIn,
+    looks_like_sku,
+)
+from shelfwise.observability import logger, metrics
+from shelfwise.pagination import Page
+from shelfwise.storage.inventory import InventoryRepository
+
+CURRENCY = "USD"
+
+
+def format_sku(prefix: str, number: int) -> str:
+    return f"{prefix}-{number:04d}"
+
+
+class InventoryService:
+    def __init__(self, repo: InventoryRepository) -> None:
+        self.repo = repo
+
+    # -- products -----------------------------------------------------------------------------------
+    def create_product(self, data: ProductIn, *, actor: str) -> Product:
+        prefix = SKU_PREFIX[data.category]
+        for _ in range(3):
+            sku = format_sku(prefix, self.repo.allocate_sku_number(prefix))
+            try:
+                product = self.repo.create_product(sku, data)
+            except AlreadyExists:
+                # Only possible if products were written with SKUs the counter never handed out
+                # (an import); the counter has moved on, so take the next number.
+                logger.warning("sku already taken, allocating another", extra={"sku": sku})
+                continue
+            logger.info("product created", extra={"sku": sku, "actor": actor})
+            metrics.add_metric(name="ProductsCreated", unit="Count", value=1)
+            return product
+        raise AlreadyExists("could not allocate a free SKU, retry", category=data.category.value)
+
+    def import_products(self, products: list[ProductIn], *, actor: str) -> list[str]:
+        """Load many new products at once (a catalog import): SKUs are allocated atomically as for
+        create_product, then everything is batch-written. Returns the SKUs, in input order."""
+        skus = [
+            format_sku(SKU_PREFIX[p.category], self.repo.allocate_sku_number(SKU_PREFIX[p.category]))
+            for p in products
+        ]
+        self.repo.import_products(list(zip(skus, products, strict=True)))
+        logger.info("products imported", extra={"count": len(skus), "actor": actor})
+        metrics.add_metric(name="ProductsCreated", unit="Count", value=len(skus))
+        return skus
+
+    def get_product(self, sku: str) -> Product:
+        return self.repo.get_product(_normalise_sku(sku))
+
+    def list_products(
+        self, *, category: Category | None, q: str | None, limit: int, cursor: str | None
+    ) -> Page[Product]:
+        query = (q or "").strip()
+        if query and looks_like_sku(query):
+            # An exact SKU lookup: one product or none, never a page.
+            try:
+                product = self.repo.get_product(_normalise_sku(query))
+            except NotFound:
+                return Page(items=[], next_cursor=None)
+            if category is not None and product.category != category:
+                return Page(items=[], next_cursor=None)
+            return Page(items=[product], next_cursor=None)
+        return self.repo.list_products(
+            category=category, name_contains=query or None, limit=limit, cursor=cursor
+        )
+
+    def update_product(self, sku: str, patch: ProductPatch, *, actor: str) -> Product:
+        sku = _normalise_sku(sku)
+        changes = patch.model_dump(exclude_unset=True)
+        for field in ("name", "color", "price", "coming_soon"):
+            if field in changes and changes[field] is None:
+                raise InvalidInput(f"{field} cannot be removed", field=field)
+        if changes:
+            self.repo.update_product(sku, changes)
+            logger.info("product updated", extra={"sku": sku, "fields": sorted(changes), "actor": actor})
+        return self.repo.get_product(sku)
+
+    def delete_product(self, sku: str, *, actor: str) -> None:
+        sku = _normalise_sku(sku)
+        self.repo.delete_product(sku)
+        logger.info("product deleted", extra={"sku": sku, "actor": actor})
+
+    # -- variants and stock -------------------------------------------------------------------------
+    def put_variant(self, sku: str, size: str, data: VariantIn, *, actor: str) -> tuple[Variant, bool]:
+        sku = _normalise_sku(sku)
+        size = _normalise_size(size)
+        product = self.repo.get_product(sku)
+        variant, created = self.repo.put_variant(sku, product.category.value, size, data)
+        logger.info(
+            "variant written",
+            extra={
+                "sku": sku,
+                "size": size,
+                "quantity": data.quantity,
+                "new_variant": created,
+                "actor": actor,
+            },
+        )
+        return variant, created
+
+    def delete_variant(self, sku: str, size: str, *, actor: str) -> None:
+        sku, size = _normalise_sku(sku), _normalise_size(size)
+        self.repo.delete_variant(sku, size)
+        logger.info("variant deleted", extra={"sku": sku, "size": size, "actor": actor})
+
+    def adjust_stock(self, sku: str, size: str, *, delta: int, reason: str, actor: str) -> Adjustment:
+        sku, size = _normalise_sku(sku), _normalise_size(size)
+        try:
+            adjustment = self.repo.adjust_stock(sku, size, delta, reason, actor)
+        except InsufficientStock:
+            metrics.add_metric(name="StockAdjustmentsRefused", unit="Count", value=1)
+            raise
+        metrics.add_metric(name="StockAdjustments", unit="Count", value=1)
+        logger.info("stock adjusted", extra=adjustment.model_dump())
+        return adjustment
+
+    def adjustments(self, sku: str, size: str, *, limit: int) -> list[Adjustment]:
+        return self.repo.list_adjustments(_normalise_sku(sku), _normalise_size(size), limit)
+
+    # -- reports ------------------------------------------------------------------------------------
+    def inventory_value(self) -> InventoryValue:
+        """Sum of price x quantity over every variant, in total and by category."""
+        units: dict[Category, int] = defaultdict(int)
+        value: dict[Category, Decimal] = defaultdict(Decimal)
+        products = variants = 0
+        price = Decimal(0)
+        for item in self.repo.iter_catalog():
+            category = Category(item["category"])
+            if item["type"] == "product":
+                products += 1
+                price = Decimal(item["price"])  # a product's variants follow it in catalog order
+            else:
+                variants += 1
+                units[category] += int(item["quantity"])
+                value[category] += price * int(item["quantity"])
+        by_category = [
+            CategoryValue(category=c, units=units[c], value=value[c].quantize(Decimal("0.01")))
+            for c in Category
+            if c in units
+        ]
+        return InventoryValue(
+            currency=CURRENCY,
+            units=sum(units.values()),
+            value=sum(value.values(), Decimal(0)).quantize(Decimal("0.01")),
+            products=products,
+            variants=variants,
+            by_category=by_category,
+            as_of=clock.now_iso(),
+        )
+
+    def low_stock(self, *, limit: int, cursor: str | None) -> Page[LowStockItem]:
+        rows, next_cursor = self.repo.low_stock(limit=limit, cursor=cursor)
+        products = self.repo.get_products([r["sku"] for r in rows])
+        items = [
+            LowStockItem(
+                sku=r["sku"],
+                size=r["size"],
+                quantity=r["quantity"],
+                reorder_level=r["reorder_level"],
+                name=products.get(r["sku"], {}).get("name"),
+                category=r.get("category"),
+                shortfall=max(0, int(r["reorder_level"]) - int(r["quantity"])),
+            )
+            for r in rows
+        ]
+        return Page(items=items, next_cursor=next_cursor)
+
+
+def _normalise_sku(sku: str) -> str:
+    sku = sku.strip().upper()
+    if not looks_like_sku(sku):
+        raise NotFound(f"product {sku} does not exist", sku=sku)
+    return sku
+
+
+def _normalise_size(size: str) -> str:
+    size = size.strip().upper()
+    if not re.match(SIZE_PATTERN, size):
+        raise InvalidInput("size must be 1-10 letters, digits, '.' or '-'", field="size")
+    return size

@@ -1,0 +1,35 @@
+"""The composition root: builds storage and services from settings, lazily, once per process."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from shelfwise.inventory.service import InventoryService
+from shelfwise.settings import Settings
+from shelfwise.storage.dynamo import Dynamo, dynamodb_client
+from shelfwise.storage.inventory import InventoryRepository
+
+
+class Services:
+    def __init__(self, settings: Settings, *, dynamo: Dynamo | None = None) -> None:
+        self.settings = settings
+        self._dynamo = dynamo
+
+    @cached_property
+    def dynamo(self) -> Dynamo:
+        if self._dynamo is not None:
+            return self._dynamo
+        client = dynamodb_client(self.settings.aws_region, self.settings.dynamodb_endpoint_url)
+        return Dynamo(client, self.settings.table_name)
+
+    @cached_property
+    def inventory(self) -> InventoryService:
+        return InventoryService(
+            InventoryRepository(self.dynamo, stock_retry_attempts=self.settings.stock_retry_attempts)
+        )
+
+    @cached_property
+    def local_signing_key(self) -> bytes:
+        from shelfwise.identity import signing_key
+
+        return signing_key(self.settings)

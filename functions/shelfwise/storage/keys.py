@@ -1,0 +1,62 @@
+"""Every DynamoDB key of the single table is built here and nowhere else.
+
+    item            pk                   sk                       sparse index keys
+    product         PRODUCT#<sku>        PRODUCT                  catalog: CATALOG / <category>#<sku>#0
+    variant         PRODUCT#<sku>        VARIANT#<size>           catalog: CATALOG / <category>#<sku>#1#<size>
+                                                                  lowstock (when quantity <= reorder level):
+                                                                      LOWSTOCK / <sku>#<size>
+    adjustment      PRODUCT#<sku>        ADJUSTMENT#<size>#<at>#<id>
+    sku counter     COUNTER#SKU          <prefix>
+
+A product and its variants share a partition and sit next to each other in the Catalog index, so one
+Query pages through products *with* their variants; the catalog sort key orders a product before
+its variants ("0" < "1").
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CATALOG: Final = "CATALOG"
+LOWSTOCK: Final = "LOWSTOCK"
+CATALOG_INDEX: Final = "Catalog"
+LOWSTOCK_INDEX: Final = "LowStock"
+ACTIVITY_INDEX: Final = "ByActivity"
+
+Key = dict[str, str]
+
+
+def product_pk(sku: str) -> str:
+    return f"PRODUCT#{sku}"
+
+
+def product_key(sku: str) -> Key:
+    return {"pk": product_pk(sku), "sk": "PRODUCT"}
+
+
+def variant_key(sku: str, size: str) -> Key:
+    return {"pk": product_pk(sku), "sk": f"VARIANT#{size}"}
+
+
+def adjustment_key(sku: str, size: str, at: str, adjustment_id: str) -> Key:
+    return {"pk": product_pk(sku), "sk": f"ADJUSTMENT#{size}#{at}#{adjustment_id}"}
+
+
+def sku_counter_key(prefix: str) -> Key:
+    return {"pk": "COUNTER#SKU", "sk": prefix}
+
+
+def catalog_product_sk(category: str, sku: str) -> str:
+    return f"{category}#{sku}#0"
+
+
+def catalog_variant_sk(category: str, sku: str, size: str) -> str:
+    return f"{category}#{sku}#1#{size}"
+
+
+def catalog_category_prefix(category: str) -> str:
+    return f"{category}#"
+
+
+def lowstock_sk(sku: str, size: str) -> str:
+    return f"{sku}#{size}"

@@ -1,0 +1,27 @@
+"""The FastAPI application: the same app under uvicorn locally and under Mangum on Lambda."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shelfwise import __version__
+from shelfwise.services import Services
+from shelfwise.settings import Settings, get_settings
+from shelfwise.web import errors
+from shelfwise.web.routers import health, inventory
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the app. Settings are read here (not at import); storage clients on first use.
+    `services` lets a caller (tests, the local runner) hand in an already wired composition root."""
+    settings = services.settings if services else (settings or get_settings())
+    app = FastAPI(
+        title="shelfwise",
+        version=__version__,
+        summary="Retail inventory API with a chat assistant that can see the stock",
+    )
+    app.state.services = services or Services(settings)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(inventory.router)
+    return app

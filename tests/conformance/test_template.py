@@ -1,0 +1,647 @@
+"""Conformance of template.yaml, the dependency layer and the SAM toolchain.
+
+Three judges, because each one alone lets mistakes through:
+- the parsed source template (infra.local.template): the properties the design fixes;
+- samtranslator's own translation to CloudFormation, offline (what API Gateway and IAM really get);
+- the real tools: cfn-lint, `sam validate --lint` and `sam build` (marked slow). Lint passes
+  nonsense enum values, so the first two judges do not trust it.
+
+The tools come from `make tools` (infra/tools/sam.sh). A missing tool fails these tests; it never
+skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import struct
+import subprocess
+import sys
+import tomllib
+from collections.abc import Set as AbstractSet
+from importlib.util import MAGIC_NUMBER
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from infra.local.template import ROOT, load_template, resource
+
+SAM_ENV = ROOT / ".tools" / "sam"
+SAM_PYTHON = SAM_ENV / "bin" / "python"
+CFN_LINT = SAM_ENV / "bin" / "cfn-lint"
+SAM_WRAPPER = ROOT / "infra" / "sam.sh"
+UV = ROOT / ".tools" / "uv" / "bin" / "uv"
+LAYER_DIR = ROOT / "layers" / "deps"
+REQUIREMENTS = LAYER_DIR / "requirements.txt"
+EXPORT_COMMAND = [
+    "export",
+    "--frozen",
+    "--no-dev",
+    "--no-emit-project",
+    "--no-hashes",
+    "--format",
+    "requirements-txt",
+]
+
+# What must never reach Lambda (DESIGN.md section 9): moto and what it drags in, the local server,
+# the test and lint tools.
+DEV_ONLY = {
+    "moto",
+    "flask",
+    "werkzeug",
+    "sympy",
+    "cfn-lint",
+    "uvicorn",
+    "pytest",
+    "pytest-timeout",
+    "ruff",
+    "mypy",
+    "boto3-stubs",
+    "types-pyyaml",
+}
+# Routes API Gateway lets through without a token. Anything added here is a deliberate decision.
+PUBLIC_ROUTES = {("/health", "get")}
+LAYER_BUDGET_BYTES = 150 * 1024 * 1024  # Lambda allows 250 MB unzipped for function + layers
+EM_AARCH64 = 183
+PYC_UNCHECKED_HASH = 0b01  # PEP 552 flags: hash-based (bit 0), check_source off (bit 1)
+
+Template = dict[str, Any]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"Ref": name}
+
+
+def _getatt(name: str, attribute: str) -> dict[str, list[str]]:
+    return {"Fn::GetAtt": [name, attribute]}
+
+
+def _resources_of_type(template: Template, type_: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def _require(path: Path, hint: str = "run `make tools`") -> Path:
+    if not path.exists():
+        pytest.fail(f"{path.relative_to(ROOT)} is missing: {hint}")
+    return path
+
+
+def _run(args: list[str | Path], *, timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(kwargs.pop("env", {}))
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    env["SAM_CLI_TELEMETRY"] = "0"
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def _explain(proc: subprocess.CompletedProcess[str], tail: int = 4000) -> str:
+    out, err = proc.stdout[-tail:], proc.stderr[-tail:]
+    return f"exit {proc.returncode}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+
+
+def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for policy in function["Properties"].get("Policies", []):
+        # Only inline documents (no SAM policy templates): every action is visible here.
+        assert isinstance(policy, dict), policy
+        assert "Statement" in policy, policy
+        statements.extend(policy["Statement"])
+    return statements
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The source template
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return load_template()
+
+
+def test_function_globals(template: Template) -> None:
+    fn = template["Globals"]["Function"]
+    assert fn["Runtime"] == "python3.13"
+    assert fn["Architectures"] == ["arm64"]
+    assert fn["Tracing"] == "Active"
+    assert fn["MemorySize"] == 1024
+    assert fn["Timeout"] <= 29, "API Gateway's REST integration gives up after 29 s"
+    assert fn["CodeUri"].rstrip("/") == "functions"
+    assert fn["Layers"] == [_ref("DependencyLayer")]
+    env = fn["Environment"]["Variables"]
+    assert env["SHELFWISE_TABLE_NAME"] == _ref("Table")
+    assert env["SHELFWISE_AUTH_MODE"] == "cognito"
+    assert env["SHELFWISE_ADMIN_GROUP"] == resource("AdminGroup")["Properties"]["GroupName"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "shelfwise"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Shelfwise"
+    assert env["POWERTOOLS_LOG_LEVEL"] == _ref("LogLevel")
+    assert template["Parameters"]["LogLevel"]["Default"] == "INFO"
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false", "events carry bearer tokens: never log them"
+
+
+def test_functions_keep_runtime_and_architecture(template: Template) -> None:
+    functions = _resources_of_type(template, "AWS::Serverless::Function")
+    assert "ApiFunction" in functions
+    for name, fn in functions.items():
+        props = fn["Properties"]
+        assert props.get("Runtime", "python3.13") == "python3.13", name
+        assert props.get("Architectures", ["arm64"]) == ["arm64"], name
+        assert props["Handler"].startswith("shelfwise.entry."), name
+
+
+def test_table(template: Template) -> None:
+    table = resource("Table")
+    props = table["Properties"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    # Deletion protection is a parameter, on by default.
+    assert props["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectTable", True, False]}
+    assert template["Conditions"]["ProtectTable"] == {"Fn::Equals": [_ref("TableDeletionProtection"), "true"]}
+    assert template["Parameters"]["TableDeletionProtection"]["Default"] == "true"
+    gsis = {g["IndexName"]: g for g in props["GlobalSecondaryIndexes"]}
+    assert set(gsis) == {"Catalog", "LowStock", "ByActivity"}
+    for name, prefix in (("Catalog", "catalog"), ("LowStock", "lowstock"), ("ByActivity", "activity")):
+        assert gsis[name]["KeySchema"] == [
+            {"AttributeName": f"{prefix}_pk", "KeyType": "HASH"},
+            {"AttributeName": f"{prefix}_sk", "KeyType": "RANGE"},
+        ]
+    defined = {a["AttributeName"] for a in props["AttributeDefinitions"]}
+    keyed = {k["AttributeName"] for k in props["KeySchema"]} | {
+        k["AttributeName"] for g in gsis.values() for k in g["KeySchema"]
+    }
+    assert defined == keyed
+
+
+def test_dependency_layer_is_built_by_its_makefile() -> None:
+    layer = resource("DependencyLayer")
+    props = layer["Properties"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    assert props["ContentUri"].rstrip("/") == "layers/deps"
+    assert props["CompatibleRuntimes"] == ["python3.13"]
+    assert props["CompatibleArchitectures"] == ["arm64"]
+    assert props["RetentionPolicy"] == "Delete"
+    # SAM runs `make build-<LogicalId>`.
+    makefile = (LAYER_DIR / "Makefile").read_text(encoding="utf-8")
+    assert "\nbuild-DependencyLayer:" in makefile
+
+
+def test_function_policies_are_least_privilege(template: Template) -> None:
+    table_arn = _getatt("Table", "Arn")
+    table_resources = (table_arn, {"Fn::Sub": "${Table.Arn}/index/*"}, _getatt("Table", "StreamArn"))
+    for name, fn in _resources_of_type(template, "AWS::Serverless::Function").items():
+        for st in _statements(fn):
+            actions = _as_list(st["Action"])
+            resources = _as_list(st["Resource"])
+            assert st["Effect"] == "Allow", name
+            for action in actions:
+                assert "*" not in action, f"{name}: wildcard action {action}"
+                assert action != "dynamodb:Scan", f"{name}: Scan is never needed"
+            for res in resources:
+                assert res != "*", f"{name}: wildcard resource"
+                if any(a.startswith("dynamodb:") for a in actions):
+                    assert res in table_resources, f"{name}: {res} is not the table, its indexes or stream"
+
+    api_actions: dict[str, set[str]] = {}
+    for st in _statements(resource("ApiFunction")):
+        for res in _as_list(st["Resource"]):
+            api_actions.setdefault(json.dumps(res, sort_keys=True), set()).update(_as_list(st["Action"]))
+    on_table = api_actions[json.dumps(table_arn, sort_keys=True)]
+    assert on_table == {
+        f"dynamodb:{a}"
+        for a in (
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "Query",
+            "BatchGetItem",
+            "BatchWriteItem",
+            "ConditionCheckItem",
+        )
+    }
+    assert "dynamodb:Query" in api_actions[json.dumps({"Fn::Sub": "${Table.Arn}/index/*"})]
+
+
+def test_api_function_events() -> None:
+    fn = resource("ApiFunction")["Properties"]
+    assert fn["Handler"] == "shelfwise.entry.api.lambda_handler"
+    events = fn["Events"]
+    proxy = events["Proxy"]
+    assert proxy["Type"] == "Api"
+    assert proxy["Properties"] == {"RestApiId": _ref("Api"), "Path": "/{proxy+}", "Method": "ANY"}
+    health = events["Health"]
+    assert health["Type"] == "Api"
+    assert health["Properties"]["RestApiId"] == _ref("Api")
+    assert health["Properties"]["Path"] == "/health"
+    assert health["Properties"]["Method"].upper() == "GET"
+    assert health["Properties"]["Auth"] == {"Authorizer": "NONE"}
+    for name, event in events.items():
+        if event["Type"] == "Api":
+            assert event["Properties"]["RestApiId"] == _ref("Api"), f"{name} would make an implicit API"
+
+
+def test_api_uses_cognito_by_default(template: Template) -> None:
+    api = resource("Api")
+    props = api["Properties"]
+    assert api["Type"] == "AWS::Serverless::Api"
+    assert props["StageName"] == _ref("Stage")
+    assert template["Parameters"]["Stage"]["Default"] == "prod"
+    assert props["TracingEnabled"] is True
+    auth = props["Auth"]
+    assert auth["DefaultAuthorizer"] == "CognitoAuthorizer"
+    assert auth["AddDefaultAuthorizerToCorsPreflight"] is False
+    assert auth["Authorizers"]["CognitoAuthorizer"] == {"UserPoolArn": _getatt("UserPool", "Arn")}
+
+
+def test_cognito(template: Template) -> None:
+    pool = resource("UserPool")
+    props = pool["Properties"]
+    assert props["UsernameAttributes"] == ["email"]
+    assert props["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    policy = props["Policies"]["PasswordPolicy"]
+    assert policy["MinimumLength"] >= 12
+    assert policy["RequireLowercase"] is True
+    assert policy["RequireUppercase"] is True
+    assert policy["RequireNumbers"] is True
+    assert pool.get("DeletionPolicy") == pool.get("UpdateReplacePolicy")
+
+    client = resource("UserPoolClient")["Properties"]
+    assert client["UserPoolId"] == _ref("UserPool")
+    assert client["GenerateSecret"] is False
+    assert set(client["ExplicitAuthFlows"]) == {
+        "ALLOW_USER_PASSWORD_AUTH",
+        "ALLOW_USER_SRP_AUTH",
+        "ALLOW_REFRESH_TOKEN_AUTH",
+    }
+    group = resource("AdminGroup")
+    assert group["Type"] == "AWS::Cognito::UserPoolGroup"
+    assert group["Properties"]["UserPoolId"] == _ref("UserPool")
+    assert group["Properties"]["GroupName"] == "inventory-admins"
+
+
+def test_every_function_logs_to_its_own_log_group_with_retention(template: Template) -> None:
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
+    log_groups = _resources_of_type(template, "AWS::Logs::LogGroup")
+    used: set[str] = set()
+    for name, fn in _resources_of_type(template, "AWS::Serverless::Function").items():
+        ref = fn["Properties"]["LoggingConfig"]["LogGroup"]
+        assert set(ref) == {"Ref"}, name
+        group_id = ref["Ref"]
+        assert group_id in log_groups, f"{name} logs to {group_id}, which the template does not own"
+        assert group_id not in used, f"{name} shares {group_id}"
+        used.add(group_id)
+    for group_id, group in log_groups.items():
+        assert group["Properties"]["RetentionInDays"] == _ref("LogRetentionDays"), group_id
+        # cfn-lint W3011: both policies or neither; and the same one.
+        assert group["DeletionPolicy"] == group["UpdateReplacePolicy"], group_id
+
+
+def test_outputs(template: Template) -> None:
+    outputs = template["Outputs"]
+    assert {"ApiUrl", "TableName", "UserPoolId", "UserPoolClientId"} <= set(outputs)
+    url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert url.startswith("https://${Api}.execute-api.${AWS::Region}.")
+    assert url.endswith("/${Stage}/")
+    assert outputs["TableName"]["Value"] == _ref("Table")
+    assert outputs["UserPoolId"]["Value"] == _ref("UserPool")
+    assert outputs["UserPoolClientId"]["Value"] == _ref("UserPoolClient")
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The layer's requirements are the lock's runtime group, nothing else
+# --------------------------------------------------------------------------------------------
+
+
+def _requirement_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _lambda_requirements() -> dict[str, Version]:
+    """name -> version of what the layer must hold on Lambda (linux, aarch64, CPython 3.13)."""
+    env: dict[str, str | AbstractSet[str]] = {  # overrides the detected environment
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "aarch64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "python_version": "3.13",
+        "python_full_version": "3.13.0",
+    }
+    pins: dict[str, Version] = {}
+    for line in _requirement_lines(REQUIREMENTS.read_text(encoding="utf-8")):
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"not pinned: {line}"
+        pins[canonicalize_name(req.name)] = Version(spec.version)
+    return pins
+
+
+def test_layer_requirements_match_the_lock() -> None:
+    _require(UV, "run `make setup`")
+    proc = _run([UV, *EXPORT_COMMAND], timeout=120)
+    assert proc.returncode == 0, _explain(proc)
+    assert _requirement_lines(REQUIREMENTS.read_text(encoding="utf-8")) == _requirement_lines(proc.stdout), (
+        "layers/deps/requirements.txt drifted from uv.lock: run `make lock`"
+    )
+
+
+def test_layer_requirements_are_the_runtime_group_only() -> None:
+    pins = _lambda_requirements()
+    assert not DEV_ONLY & set(pins), f"development packages in the layer: {DEV_ONLY & set(pins)}"
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    for dep in declared:
+        assert canonicalize_name(Requirement(dep).name) in pins, dep
+
+
+# --------------------------------------------------------------------------------------------
+# 3. samtranslator's translation (offline), as CloudFormation will see it
+# --------------------------------------------------------------------------------------------
+
+_TRANSLATE = """
+import json, sys
+from samtranslator.translator.transform import transform
+
+class OfflinePolicies:  # stands in for ManagedPolicyLoader, which would ask IAM
+    def load(self):
+        return {}
+
+template = json.load(sys.stdin)
+json.dump(transform(template, {}, OfflinePolicies()), sys.stdout)
+"""
+
+
+def _with_s3_code(template: Template) -> Template:
+    """samtranslator wants code in S3: swap every local CodeUri/ContentUri for an s3:// URI."""
+    sections = [template.get("Globals", {}).get("Function", {})]
+    sections += [r.get("Properties", {}) for r in template["Resources"].values()]
+    for props in sections:
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
+                props[key] = f"s3://shelfwise-artifacts/{props[key].strip('/')}.zip"
+    return template
+
+
+@pytest.fixture(scope="module")
+def translated() -> Template:
+    _require(SAM_PYTHON)
+    proc = _run(
+        [SAM_PYTHON, "-c", _TRANSLATE],
+        input=json.dumps(_with_s3_code(load_template())),
+        env={"AWS_DEFAULT_REGION": "us-east-1"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, _explain(proc)
+    result: Template = json.loads(proc.stdout)
+    return result
+
+
+def _rest_api_body(translated: Template) -> dict[str, Any]:
+    rest_apis = _resources_of_type(translated, "AWS::ApiGateway::RestApi")
+    assert set(rest_apis) == {"Api"}, "one REST API, no implicit ServerlessRestApi"
+    body: dict[str, Any] = rest_apis["Api"]["Properties"]["Body"]
+    return body
+
+
+@pytest.mark.slow
+def test_translated_api_requires_cognito_except_public_routes(translated: Template) -> None:
+    body = _rest_api_body(translated)
+    scheme = body["components"]["securitySchemes"]["CognitoAuthorizer"]
+    assert scheme["x-amazon-apigateway-authtype"] == "cognito_user_pools"
+    assert scheme["x-amazon-apigateway-authorizer"]["providerARNs"] == [_getatt("UserPool", "Arn")]
+
+    proxy = body["paths"]["/{proxy+}"]["x-amazon-apigateway-any-method"]
+    assert proxy["security"] == [{"CognitoAuthorizer": []}]
+    health = body["paths"]["/health"]["get"]
+    assert all("CognitoAuthorizer" not in s for s in health.get("security", []))
+
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            secured = {"CognitoAuthorizer": []} in operation.get("security", [])
+            public = (path, method) in PUBLIC_ROUTES
+            assert secured != public, f"{method} {path}: secured={secured}, listed public={public}"
+
+
+@pytest.mark.slow
+def test_translated_api_routes_are_buffered_lambda_proxies(translated: Template) -> None:
+    body = _rest_api_body(translated)
+    for route in (
+        body["paths"]["/{proxy+}"]["x-amazon-apigateway-any-method"],
+        body["paths"]["/health"]["get"],
+    ):
+        integration = route["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy"
+        assert integration["httpMethod"] == "POST"
+        uri = integration["uri"]["Fn::Sub"]
+        assert "/2015-03-31/functions/${ApiFunction.Arn}/invocations" in uri
+        assert "responseTransferMode" not in integration
+
+
+@pytest.mark.slow
+def test_translated_lambda_permissions(translated: Template) -> None:
+    permissions = [
+        p["Properties"]
+        for p in _resources_of_type(translated, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == _ref("ApiFunction")
+    ]
+    assert all(p["Principal"] == "apigateway.amazonaws.com" for p in permissions)
+    assert all(p["Action"] == "lambda:InvokeFunction" for p in permissions)
+    arns = {p["SourceArn"]["Fn::Sub"][0].split("${__Stage__}", 1)[1] for p in permissions}
+    assert arns == {"/*/*", "/GET/health"}
+
+
+@pytest.mark.slow
+def test_translated_stage(translated: Template) -> None:
+    stages = _resources_of_type(translated, "AWS::ApiGateway::Stage")
+    assert len(stages) == 1, f"one stage only (OpenApiVersion avoids SAM's extra 'Stage'): {list(stages)}"
+    (stage,) = stages.values()
+    props = stage["Properties"]
+    assert props["StageName"] == _ref("Stage")
+    assert props["TracingEnabled"] is True
+    assert props["MethodSettings"][0]["MetricsEnabled"] is True
+    assert _resources_of_type(translated, "AWS::ApiGateway::Deployment")
+
+
+@pytest.mark.slow
+def test_translated_function_and_layer(translated: Template) -> None:
+    layers = _resources_of_type(translated, "AWS::Lambda::LayerVersion")
+    assert len(layers) == 1
+    ((layer_id, layer),) = layers.items()
+    assert layer_id.startswith("DependencyLayer")
+    assert layer["DeletionPolicy"] == "Delete"
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+
+    fn = translated["Resources"]["ApiFunction"]
+    assert fn["Type"] == "AWS::Lambda::Function"
+    props = fn["Properties"]
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Layers"] == [_ref(layer_id)]
+    assert props["LoggingConfig"] == {"LogGroup": _ref("ApiFunctionLogGroup")}
+    assert props["Environment"]["Variables"]["SHELFWISE_TABLE_NAME"] == _ref("Table")
+
+
+@pytest.mark.slow
+def test_translated_role_is_least_privilege(translated: Template) -> None:
+    role = translated["Resources"]["ApiFunctionRole"]["Properties"]
+    assert sorted(role["ManagedPolicyArns"]) == [
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ]
+    statements = [st for policy in role["Policies"] for st in policy["PolicyDocument"]["Statement"]]
+    assert statements
+    for st in statements:
+        assert "dynamodb:Scan" not in _as_list(st["Action"])
+        assert all("*" not in a for a in _as_list(st["Action"]))
+        assert "*" not in _as_list(st["Resource"])
+
+
+# --------------------------------------------------------------------------------------------
+# 4. The real tools: cfn-lint, sam validate --lint, sam build
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sam_tool_is_pinned_and_quiet_when_installed() -> None:
+    proc = _run(["bash", ROOT / "infra" / "tools" / "sam.sh"], timeout=600)
+    assert proc.returncode == 0, _explain(proc)
+    assert proc.stdout == "", "infra/tools/sam.sh must be quiet on a warm machine"
+    assert proc.stderr == "", "infra/tools/sam.sh must be quiet on a warm machine"
+    version = _run([SAM_WRAPPER, "--version"], timeout=120)
+    assert version.returncode == 0, _explain(version)
+    assert version.stdout.split()[-1] == "1.170.0"
+
+
+@pytest.mark.slow
+def test_cfn_lint_is_clean() -> None:
+    proc = _run([_require(CFN_LINT), "template.yaml"], timeout=300)
+    assert proc.returncode == 0, _explain(proc)
+    assert proc.stdout.strip() == "", _explain(proc)
+
+
+@pytest.mark.slow
+def test_sam_validate_lint_is_clean() -> None:
+    _require(SAM_ENV / "bin" / "sam")
+    proc = _run([SAM_WRAPPER, "validate", "--lint", "--region", "us-east-1"], timeout=300)
+    assert proc.returncode == 0, _explain(proc)
+
+
+@pytest.fixture(scope="module")
+def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `sam build` per session (offline apart from the package index; about 20 s warm)."""
+    _require(SAM_ENV / "bin" / "sam")
+    build_dir = tmp_path_factory.mktemp("sam-build") / "build"
+    proc = _run([SAM_WRAPPER, "build", "--build-dir", build_dir], timeout=900)
+    assert proc.returncode == 0, _explain(proc)
+    return build_dir
+
+
+def _layer_python(build_dir: Path) -> Path:
+    site = build_dir / "DependencyLayer" / "python"
+    assert site.is_dir(), f"the layer must put its packages under python/: {sorted(build_dir.iterdir())}"
+    return site
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_built_layer_holds_exactly_the_runtime_group(sam_build: Path) -> None:
+    site = _layer_python(sam_build)
+    for package in ("fastapi", "mangum", "boto3", "botocore", "openai", "pydantic", "aws_lambda_powertools"):
+        assert (site / package / "__init__.py").is_file(), package
+    for unwanted in ("moto", "uvicorn", "pytest", "_pytest", "flask", "sympy", "cfnlint", "mypy", "ruff"):
+        assert not (site / unwanted).exists(), f"{unwanted} reached the layer"
+    assert not (site / "bin").exists(), "console scripts carry the build machine's interpreter path"
+
+    installed: dict[str, Version] = {}
+    for dist_info in site.glob("*.dist-info"):
+        name, version = dist_info.name.removesuffix(".dist-info").rsplit("-", 1)
+        installed[canonicalize_name(name)] = Version(version)
+    assert installed == _lambda_requirements()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_built_layer_is_byte_compiled_unchecked_hash(sam_build: Path) -> None:
+    site = _layer_python(sam_build)
+    tag = sys.implementation.cache_tag
+    assert tag == "cpython-313", "the test must read the .pyc files with the runtime's Python"
+    sources = list(site.rglob("*.py"))
+    assert len(sources) > 1000
+    missing = []
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if not pyc.is_file():
+            missing.append(str(source.relative_to(site)))
+            continue
+        header = pyc.read_bytes()[:16]
+        assert header[:4] == MAGIC_NUMBER, pyc
+        (flags,) = struct.unpack("<I", header[4:8])
+        assert flags == PYC_UNCHECKED_HASH, f"{pyc}: flags {flags:#b}, zip timestamps would invalidate it"
+    assert not missing, f"{len(missing)} modules without .pyc, e.g. {missing[:5]}"
+
+    # Tracebacks name the files where Lambda mounts the layer, not the build machine's paths.
+    pyc = site / "fastapi" / "__pycache__" / f"__init__.{tag}.pyc"
+    code = marshal.loads(pyc.read_bytes()[16:])  # noqa: S302 - our own build output
+    assert code.co_filename == "/opt/python/fastapi/__init__.py"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_built_layer_native_code_is_arm64(sam_build: Path) -> None:
+    site = _layer_python(sam_build)
+    shared = list(site.rglob("*.so"))
+    assert any(p.parent.name == "pydantic_core" for p in shared), "pydantic_core's extension is missing"
+    for so in shared:
+        header = so.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF", so
+        assert header[4:6] == b"\x02\x01", f"{so}: not 64-bit little-endian"
+        (machine,) = struct.unpack_from("<H", header, 18)
+        assert machine == EM_AARCH64, f"{so}: ELF machine {machine}, not aarch64"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_built_artifacts_size_and_separation(sam_build: Path) -> None:
+    site = _layer_python(sam_build)
+    layer_bytes = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    code = sam_build / "ApiFunction"
+    assert (code / "shelfwise" / "__init__.py").is_file()
+    # The function bundle is the app only: its dependencies live in the layer.
+    assert not list(code.glob("*.dist-info"))
+    assert not (code / "fastapi").exists()
+    assert not (code / "boto3").exists()
+    code_bytes = sum(p.stat().st_size for p in code.rglob("*") if p.is_file())
+    total = layer_bytes + code_bytes
+    assert total < LAYER_BUDGET_BYTES, f"function + layer unzipped: {total / 2**20:.1f} MiB"

@@ -1,0 +1,21 @@
+from collections.abc import Iterator
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.dynamodb", "tests.fixtures.app"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fake_aws_environment() -> Iterator[None]:
+    """No test may reach real AWS: fake credentials, a fixed region, no profile. Moto reads its
+    streams only with account-id endpoints disabled."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_SECURITY_TOKEN", "testing")
+        mp.setenv("AWS_SESSION_TOKEN", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+        yield
