@@ -1,0 +1,1 @@
+"""The chat assistant: conversations, memory, prompts, tools and the model client."""
