@@ -59,3 +59,31 @@ class StorageError(DomainError):
     """An unexpected storage failure (a bug or misconfiguration)."""
 
     code = "storage_error"
+
+
+class TurnInProgress(Conflict):
+    """Another turn of the same conversation is running."""
+
+    code = "turn_in_progress"
+
+
+class UpstreamTimeout(DomainError):
+    """The model did not answer in time."""
+
+    code = "upstream_timeout"
+
+
+class UpstreamError(DomainError):
+    """The model's server failed or answered something unusable."""
+
+    code = "upstream_error"
+
+
+class UpstreamRateLimited(DomainError):
+    """The model's server asked us to slow down; `retry_after` seconds, when it said."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from shelfwise.inventory.service import InventoryService
 from shelfwise.settings import Settings
 from shelfwise.storage.dynamo import Dynamo, dynamodb_client
 from shelfwise.storage.inventory import InventoryRepository
+
+if TYPE_CHECKING:
+    from shelfwise.chat.service import ChatService
 
 
 class Services:
@@ -26,6 +30,20 @@ class Services:
     def inventory(self) -> InventoryService:
         return InventoryService(
             InventoryRepository(self.dynamo, stock_retry_attempts=self.settings.stock_retry_attempts)
+        )
+
+    @cached_property
+    def chat(self) -> ChatService:
+        from shelfwise.chat.llm import ChatModel
+        from shelfwise.chat.service import ChatService
+        from shelfwise.chat.tools import InventoryTools
+        from shelfwise.storage.conversations import ConversationRepository
+
+        return ChatService(
+            self.settings,
+            ConversationRepository(self.dynamo),
+            ChatModel(self.settings),
+            InventoryTools(self.inventory),
         )
 
     @cached_property

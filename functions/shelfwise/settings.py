@@ -47,6 +47,41 @@ class Settings(BaseSettings):
         default=25, ge=1, description="Optimistic-concurrency retries for one stock adjustment"
     )
 
+    # Models: any OpenAI-compatible server. Keys: OPENAI_API_KEY locally; on AWS an SSM SecureString
+    # parameter or a Secrets Manager secret, read through Powertools parameters (cached).
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SHELFWISE_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_api_key_parameter: str | None = Field(default=None, description="SSM parameter holding the key")
+    openai_api_key_secret: str | None = Field(
+        default=None, description="Secrets Manager secret holding the key"
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SHELFWISE_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible endpoint (Ollama, vLLM, the offline model, ...)",
+    )
+    main_model: str = "gpt-4.1-mini"
+    utility_model: str = "gpt-4.1-nano"
+    chat_max_completion_tokens: int = Field(default=1024, ge=16)
+    summary_max_completion_tokens: int = Field(default=512, ge=16)
+    title_max_completion_tokens: int = Field(default=256, ge=8)
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=6)
+    key_cache_seconds: int = Field(default=300, ge=0)
+
+    # Memory
+    prompt_token_budget: int = Field(default=6000, ge=500, description="Everything sent, tools included")
+    history_window_messages: int = Field(
+        default=40, ge=2, le=200, description="Newest messages read per turn"
+    )
+    summary_max_tokens: int = Field(default=600, ge=50)
+    max_tool_rounds: int = Field(default=4, ge=0, le=10)
+    turn_lock_seconds: int = Field(
+        default=900, ge=10, description="A crashed turn frees its conversation after this"
+    )
+    message_max_chars: int = Field(default=8000, ge=1)
+
     version: str = __version__
 
 

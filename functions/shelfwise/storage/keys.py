@@ -7,6 +7,12 @@
                                                                       LOWSTOCK / <sku>#<size>
     adjustment      PRODUCT#<sku>        ADJUSTMENT#<size>#<at>#<id>
     sku counter     COUNTER#SKU          <prefix>
+    conversation    USER#<uid>#CONV#<id> STATE                    activity: USER#<uid> / <updated_at>#<id>
+    message         USER#<uid>#CONV#<id> MSG#<seq, 10 digits>
+
+A conversation's state item sorts after its messages ("S" > "M"), so one descending Query returns
+the state and the newest window of messages together. Every key of a user's data starts with
+USER#<uid>: an IAM dynamodb:LeadingKeys condition could pin a caller to their own items.
 
 A product and its variants share a partition and sit next to each other in the Catalog index, so one
 Query pages through products *with* their variants; the catalog sort key orders a product before
@@ -60,3 +66,30 @@ def catalog_category_prefix(category: str) -> str:
 
 def lowstock_sk(sku: str, size: str) -> str:
     return f"{sku}#{size}"
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def conversation_pk(user_id: str, conversation_id: str) -> str:
+    return f"USER#{user_id}#CONV#{conversation_id}"
+
+
+def conversation_key(user_id: str, conversation_id: str) -> Key:
+    return {"pk": conversation_pk(user_id, conversation_id), "sk": "STATE"}
+
+
+MESSAGE_PREFIX: Final = "MSG#"
+
+
+def message_sk(seq: int) -> str:
+    return f"{MESSAGE_PREFIX}{seq:010d}"
+
+
+def message_key(user_id: str, conversation_id: str, seq: int) -> Key:
+    return {"pk": conversation_pk(user_id, conversation_id), "sk": message_sk(seq)}
+
+
+def activity_sk(updated_at: str, conversation_id: str) -> str:
+    return f"{updated_at}#{conversation_id}"

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shelfwise.chat.service import ChatService
 from shelfwise.errors import Forbidden, Unauthenticated
 from shelfwise.identity import Caller, caller_from_claims, verify_dev_token
 from shelfwise.inventory.service import InventoryService
@@ -34,6 +35,13 @@ def get_inventory(services: ServicesDep) -> InventoryService:
 
 
 InventoryDep = Annotated[InventoryService, Depends(get_inventory)]
+
+
+def get_chat(services: ServicesDep) -> ChatService:
+    return services.chat
+
+
+ChatDep = Annotated[ChatService, Depends(get_chat)]
 
 
 def _cognito_claims(request: Request) -> dict[str, Any] | None:

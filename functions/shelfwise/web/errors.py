@@ -21,6 +21,9 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.Conflict: 409,
     errors.InsufficientStock: 409,
     errors.StorageUnavailable: 503,
+    errors.UpstreamRateLimited: 429,
+    errors.UpstreamError: 502,
+    errors.UpstreamTimeout: 504,
     errors.StorageError: 500,
 }
 
@@ -46,6 +49,8 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = "1"
+    if isinstance(exc, errors.UpstreamRateLimited):
+        headers["Retry-After"] = str(exc.retry_after or 1)
     if status >= 500:
         logger.error("request failed", extra={"code": exc.code, "details": exc.details})
     details = {k: v for k, v in exc.details.items() if k != "reason"}

@@ -1,0 +1,154 @@
+"""Memory: what of a conversation goes into the next prompt, and what is folded into its summary.
+
+The budget covers everything sent: system prompt + summary + tool schemas + history + the new
+message (+ tool calls and results in later rounds of the same turn). The system prompt and the new
+message are always kept; history is taken newest first while it fits. Whatever has left the window
+is folded into the rolling summary exactly once (the conversation records how far the summary
+reaches, and the fold is a conditional write on that mark).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shelfwise.chat import tokens
+from shelfwise.chat.models import Message
+from shelfwise.errors import InvalidInput
+
+SUMMARY_HEADER = (
+    "Summary of the earlier conversation (figures in it are not current; look stock and prices up again):\n"
+)
+
+
+@dataclass
+class Prompt:
+    system: dict[str, Any]
+    history: list[dict[str, Any]]  # oldest first
+    history_seqs: list[int]  # the seq of each history message
+    new: dict[str, Any]
+    tools: Sequence[dict[str, Any]]
+    budget: int
+    extra: list[dict[str, Any]] = field(default_factory=list)  # tool rounds of this turn
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [self.system, *self.history, self.new, *self.extra]
+
+    def tokens(self, *, with_tools: bool = True) -> int:
+        return tokens.count_messages(self.messages(), self.tools if with_tools else None)
+
+    @property
+    def window_start(self) -> int | None:
+        """The lowest seq still in the prompt's history (None: no history in the prompt)."""
+        return self.history_seqs[0] if self.history_seqs else None
+
+    def drop_oldest(self) -> bool:
+        if not self.history:
+            return False
+        self.history.pop(0)
+        self.history_seqs.pop(0)
+        return True
+
+
+def system_message(persona_prompt: str, summary: str) -> dict[str, Any]:
+    content = persona_prompt if not summary else f"{persona_prompt}\n\n{SUMMARY_HEADER}{summary}"
+    return {"role": "system", "content": content}
+
+
+def build_prompt(
+    *,
+    persona_prompt: str,
+    summary: str,
+    summary_max_tokens: int,
+    recent: Sequence[Message],
+    new_content: str,
+    tools: Sequence[dict[str, Any]],
+    budget: int,
+) -> Prompt:
+    """The prompt for a new user message. `recent` is newest first (as the turn Query reads it)."""
+    summary = tokens.truncate_text(summary, summary_max_tokens) if summary else ""
+    prompt = Prompt(
+        system=system_message(persona_prompt, summary),
+        history=[],
+        history_seqs=[],
+        new={"role": "user", "content": new_content},
+        tools=tools,
+        budget=budget,
+    )
+    used = prompt.tokens()
+    if used > budget:
+        raise InvalidInput(
+            f"the message is too long for the prompt budget ({used} > {budget} tokens)", field="content"
+        )
+    for message in recent:  # newest first
+        if not message.content:
+            continue
+        entry = {"role": message.role, "content": message.content}
+        cost = tokens.count_message(entry)
+        if used + cost > budget:
+            break
+        prompt.history.insert(0, entry)
+        prompt.history_seqs.insert(0, message.seq)
+        used += cost
+    return prompt
+
+
+def fit_tool_round(prompt: Prompt) -> None:
+    """After tool results joined the prompt: drop the oldest history, then shrink the largest tool
+    results, until the whole prompt is within the budget again."""
+    while prompt.tokens() > prompt.budget and prompt.drop_oldest():
+        pass
+    while prompt.tokens() > prompt.budget:
+        results = [m for m in prompt.extra if m["role"] == "tool"]
+        if not results:
+            break
+        largest = max(results, key=lambda m: len(m["content"]))
+        if len(largest["content"]) < 64:
+            break
+        largest["content"] = _shrink(largest["content"])
+
+
+def _shrink(content: str) -> str:
+    """Halve a tool result: drop half of its list entries, or cut its text."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("products", "items", "by_category"):
+            if isinstance(data.get(key), list) and len(data[key]) > 1:
+                data[key] = data[key][: len(data[key]) // 2]
+                data["truncated"] = True
+                return json.dumps(data, separators=(",", ":"))
+    return content[: len(content) // 2]
+
+
+def to_fold(recent: Sequence[Message], summary_through: int, window_start: int) -> list[Message]:
+    """Messages that have left the window and are not in the summary yet, oldest first."""
+    return sorted((m for m in recent if summary_through < m.seq < window_start), key=lambda m: m.seq)
+
+
+def summary_request(task_prompt: str, previous: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
+    lines = [f"{m.role.capitalize()}: {m.content}" for m in messages if m.content]
+    body = (
+        f"Summary so far:\n{previous or '(none yet)'}\n\nMessages to fold in (oldest first):\n"
+        + "\n".join(lines)
+    )
+    return [{"role": "system", "content": task_prompt}, {"role": "user", "content": body}]
+
+
+_PRICE = re.compile(r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP|dollars?)\b)", re.I)
+_QUANTITY = re.compile(
+    r"\b\d[\d,]*\s+(?=(?:units?|pieces?|pcs|items?|left|in stock|on hand|available|remaining)\b)", re.I
+)
+_STOCK_IS = re.compile(r"\b((?:stock|quantity|inventory|value|price)\s+(?:is|was|of|at|:)\s*)\d[\d,.]*", re.I)
+
+
+def scrub_figures(text: str) -> str:
+    """Take stock numbers and prices out of a summary: they are looked up live, never remembered."""
+    text = _PRICE.sub("[price]", text)
+    text = _QUANTITY.sub("some ", text)
+    return _STOCK_IS.sub(r"\1[figure]", text).strip()

@@ -1,0 +1,77 @@
+"""Conversation and message models. No HTTP, no DynamoDB."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+PromptKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+TitleSource = Literal["user", "generated"]
+Role = Literal["user", "assistant"]
+Status = Literal["complete", "interrupted"]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class ConversationIn(BaseModel):
+    model_config = _STRICT
+    prompt_key: PromptKey | None = None
+    title: Title | None = None
+
+
+class ConversationPatch(BaseModel):
+    model_config = _STRICT
+    title: Title | None = None
+    prompt_key: PromptKey | None = None
+
+
+class SummaryState(BaseModel):
+    through_seq: int = 0  # every message with seq <= through_seq is folded into `text`
+    updated_at: str | None = None
+    text: str = ""
+    folded_messages: int = 0  # how many messages the summary has taken in (each exactly once)
+
+
+class Conversation(BaseModel):
+    id: str
+    title: str | None = None
+    title_source: TitleSource | None = None
+    prompt_key: str
+    summary: SummaryState = Field(default_factory=SummaryState)
+    message_count: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_seq: int = 0
+    created_at: str
+    updated_at: str
+
+
+class ToolCallRecord(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    ok: bool = True
+    as_of: str | None = None
+
+
+class Message(BaseModel):
+    id: str
+    seq: int
+    role: Role
+    content: str
+    status: Status = "complete"
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: int | None = None
+    latency_ms: int | None = None
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    finish_reason: str | None = None
+    created_at: str
+
+
+class MessageIn(BaseModel):
+    model_config = _STRICT
+    content: Annotated[str, StringConstraints(min_length=1)]

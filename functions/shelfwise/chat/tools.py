@@ -1,0 +1,139 @@
+"""The assistant's inventory tools: read-only, each result stamped with the time it was read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from shelfwise import clock
+from shelfwise.errors import DomainError
+from shelfwise.inventory.models import Category, Product
+from shelfwise.inventory.service import InventoryService
+
+MAX_RESULTS = 10
+
+
+def _function(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+TOOLS: list[dict[str, Any]] = [
+    _function(
+        "search_products",
+        "Find products by name words (e.g. 'tee', 'chelsea boot') or an exact SKU like TE-0001, "
+        "with every size's current stock.",
+        {
+            "query": {"type": "string", "description": "words of the product name, or a SKU"},
+            "category": {"type": "string", "enum": [c.value for c in Category]},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_RESULTS},
+        },
+        ["query"],
+    ),
+    _function(
+        "get_product",
+        "One product by SKU with every size: quantity in stock and reorder level.",
+        {"sku": {"type": "string", "description": "e.g. TE-0001"}},
+        ["sku"],
+    ),
+    _function(
+        "list_low_stock",
+        "Variants at or below their reorder level, with the shortfall.",
+        {"limit": {"type": "integer", "minimum": 1, "maximum": 50}},
+        [],
+    ),
+    _function(
+        "get_inventory_value",
+        "Total units and value of the stock on hand (price x quantity), overall and by category.",
+        {},
+        [],
+    ),
+]
+
+TOOL_NAMES = frozenset(t["function"]["name"] for t in TOOLS)
+
+
+def _product(product: Product) -> dict[str, Any]:
+    return {
+        "sku": product.sku,
+        "name": product.name,
+        "color": product.color,
+        "category": product.category.value,
+        "price": float(product.price),
+        "coming_soon": product.coming_soon,
+        "total_stock": product.stock,
+        "variants": [
+            {"size": v.size, "quantity": v.quantity, "reorder_level": v.reorder_level}
+            for v in product.variants
+        ],
+    }
+
+
+class InventoryTools:
+    """Runs a tool call against the inventory service. Errors become results the model can read."""
+
+    def __init__(self, inventory: InventoryService) -> None:
+        self.inventory = inventory
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "search_products": self._search,
+            "get_product": self._get,
+            "list_low_stock": self._low_stock,
+            "get_inventory_value": self._value,
+        }
+
+    def run(self, name: str, arguments: str) -> tuple[dict[str, Any], bool]:
+        """(result, ok). The result always carries `as_of`; a failure carries `error` instead of data."""
+        as_of = clock.now_iso()
+        try:
+            args = json.loads(arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be a JSON object")
+            handler = self._handlers.get(name)
+            if handler is None:
+                return {"as_of": as_of, "error": f"unknown tool {name!r}"}, False
+            return {"as_of": as_of, **handler(args)}, True
+        except (ValueError, TypeError, KeyError) as exc:
+            return {"as_of": as_of, "error": f"bad arguments: {exc}"}, False
+        except DomainError as exc:
+            return {"as_of": as_of, "error": exc.message}, False
+
+    def _search(self, args: dict[str, Any]) -> dict[str, Any]:
+        query = str(args["query"]).strip()
+        category = Category(args["category"]) if args.get("category") else None
+        limit = max(1, min(int(args.get("limit") or MAX_RESULTS), MAX_RESULTS))
+        page = self.inventory.list_products(category=category, q=query, limit=limit, cursor=None)
+        if not page.items and " " in query:
+            # "black tee": try the words one by one, the catalogue matches name substrings
+            for word in sorted(query.split(), key=len, reverse=True):
+                page = self.inventory.list_products(category=category, q=word, limit=limit, cursor=None)
+                if page.items:
+                    break
+        return {"products": [_product(p) for p in page.items], "more": page.next_cursor is not None}
+
+    def _get(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"product": _product(self.inventory.get_product(str(args["sku"])))}
+
+    def _low_stock(self, args: dict[str, Any]) -> dict[str, Any]:
+        limit = max(1, min(int(args.get("limit") or 20), 50))
+        page = self.inventory.low_stock(limit=limit, cursor=None)
+        return {
+            "items": [i.model_dump(mode="json") for i in page.items],
+            "more": page.next_cursor is not None,
+        }
+
+    def _value(self, _: dict[str, Any]) -> dict[str, Any]:
+        value = self.inventory.inventory_value().model_dump(mode="json")
+        value.pop("as_of", None)
+        return value
