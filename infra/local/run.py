@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 
 TABLE_NAME = "shelfwise-local"
 
@@ -52,6 +52,7 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     db = EmbeddedDynamoDB(port=int(os.environ.get("SHELFWISE_DB_PORT", "0"))).start()
     endpoint = db.endpoint_url
+    stack = ExitStack()
     try:
         import uvicorn
 
@@ -62,11 +63,28 @@ def main() -> int:
         from shelfwise.storage.dynamo import dynamodb_client
         from shelfwise.web.app import create_app
 
+        model_settings: dict[str, object] = {}
+        if not os.environ.get("OPENAI_API_KEY") and not os.environ.get("SHELFWISE_OPENAI_API_KEY"):
+            from infra.local.offline_model import OfflineModel
+
+            offline = OfflineModel(token_delay_ms=int(os.environ.get("SHELFWISE_OFFLINE_DELAY_MS", "25")))
+            stack.callback(offline.stop)
+            offline.start()
+            model_settings = {
+                "openai_base_url": offline.base_url,
+                "main_model": "shelfwise-offline",
+                "utility_model": "shelfwise-offline-utility",
+            }
+            _say(f"model: the built-in OFFLINE model on {offline.base_url} (deterministic rules, not an LLM;")
+            _say("       set OPENAI_API_KEY to talk to a real model)")
+        else:
+            _say("model: OpenAI-compatible API (OPENAI_API_KEY is set)")
         settings = Settings(
             table_name=TABLE_NAME,
             dynamodb_endpoint_url=endpoint,
             auth_mode="local",
             aws_region="us-east-1",
+            **model_settings,  # type: ignore[arg-type]
         )
         create_table(dynamodb_client(settings.aws_region, endpoint), TABLE_NAME)
         _say(f"embedded DynamoDB on {endpoint}, table {TABLE_NAME} built from template.yaml")
@@ -80,9 +98,11 @@ def main() -> int:
         _say("admin dev token (12 h; `make dev-token USER_ID=alice` for a non-admin one):")
         print(token, flush=True)
         _say(f'try: curl -H "Authorization: Bearer $TOKEN" {url}/products?limit=3')
+        _say("     (the README's quick start has a whole conversation with the assistant)")
         _say("Ctrl-C stops everything")
         uvicorn.run(app, host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "warning").lower())
     finally:
+        stack.close()
         db.stop()
         _say("stopped")
     return 0

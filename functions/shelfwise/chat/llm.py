@@ -213,7 +213,10 @@ class ChatModel:
         except DomainError:
             raise
         except Exception as exc:
-            raise map_error(exc) from exc
+            error = map_error(exc)
+            if isinstance(error, UpstreamError):  # e.g. a dropped connection, mid-answer
+                error = UpstreamError("the model's answer broke off", reason=type(exc).__name__)
+            raise error from exc
         finally:
             # Ended early (the client left, an error) or not: close the upstream response, so the
             # model's server stops generating tokens nobody will read.

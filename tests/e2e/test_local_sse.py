@@ -1,0 +1,196 @@
+"""The streaming route through a real uvicorn server and an SSE-reading HTTP client.
+
+The local stack's pieces: embedded DynamoDB (template-built table), the offline model pacing its
+tokens, the app under uvicorn on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from infra.local.embedded_dynamodb import EmbeddedDynamoDB
+from infra.local.table import create_table
+from shelfwise.inventory.models import Category, NewVariant, ProductIn
+from shelfwise.services import Services
+from shelfwise.storage.dynamo import Dynamo, dynamodb_client
+from shelfwise.web.app import create_app
+from tests.fixtures.app import bearer, chat_settings, make_settings
+
+DELAY_MS = 40
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def stack(offline_model: Any) -> Iterator[dict[str, Any]]:
+    with EmbeddedDynamoDB() as db:
+        client = dynamodb_client("us-east-1", db.endpoint_url)
+        create_table(client, "sse")
+        settings = make_settings("sse", **chat_settings(offline_model))
+        services = Services(settings, dynamo=Dynamo(client, "sse"))
+        services.inventory.create_product(
+            ProductIn(
+                category=Category.TEES,
+                name="Essential Tee",
+                color="black",
+                price=Decimal("24"),
+                variants=[NewVariant(size="M", quantity=17, reorder_level=5)],
+            ),
+            actor="test",
+        )
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(services=services), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield {"url": f"http://127.0.0.1:{port}", "services": services}
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def paced(offline_model: Any) -> Any:
+    offline_model.reset()
+    offline_model.token_delay_ms = DELAY_MS
+    yield offline_model
+    offline_model.token_delay_ms = 0
+
+
+def _conversation(url: str, headers: dict[str, str]) -> str:
+    response = httpx.post(f"{url}/conversations", json={}, headers=headers)
+    assert response.status_code == 201
+    conversation_id: str = response.json()["id"]
+    return conversation_id
+
+
+def _events(response: httpx.Response) -> Iterator[tuple[float, str, dict[str, Any]]]:
+    """(arrival time, event name, data) as each SSE event arrives."""
+    name, data = "", ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and name:
+            yield time.perf_counter(), name, json.loads(data)
+            name, data = "", ""
+
+
+@pytest.mark.usefixtures("paced")
+def test_tokens_arrive_one_by_one_not_at_the_end(stack: dict[str, Any]) -> None:
+    url, user = stack["url"], bearer("carol")
+    conversation_id = _conversation(url, user)
+    sent = time.perf_counter()
+    with httpx.stream(
+        "POST",
+        f"{url}/conversations/{conversation_id}/messages",
+        json={"content": "tell me something nice about our store please"},
+        headers=user,
+        timeout=30,
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = list(_events(response))
+    deltas = [t for t, name, _ in events if name == "delta"]
+    assert len(deltas) >= 5
+    spread = deltas[-1] - deltas[0]
+    # paced at DELAY_MS per chunk: arrivals are spread over the answer, not bunched at the end
+    assert spread >= (len(deltas) - 1) * DELAY_MS / 1000 * 0.5
+    assert deltas[0] - sent < spread  # the first token arrived well before the last
+    assert [name for _, name, _ in events][-2:] == ["usage", "done"]
+
+
+def test_a_client_that_leaves_stops_the_answer_and_keeps_what_was_said(
+    stack: dict[str, Any], paced: Any
+) -> None:
+    url, user = stack["url"], bearer("dave")
+    conversation_id = _conversation(url, user)
+    paced.token_delay_ms = 100
+    received = ""
+    with httpx.stream(
+        "POST",
+        f"{url}/conversations/{conversation_id}/messages",
+        json={"content": "tell me a long story about our store and its best selling tees"},
+        headers=user,
+        timeout=30,
+    ) as response:
+        for _, name, data in _events(response):
+            if name == "delta":
+                received += data["content"]
+                if len(received.split()) >= 3:
+                    break  # leave mid-answer: the connection closes with the block
+    stored: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stored = httpx.get(f"{url}/conversations/{conversation_id}/messages", headers=user).json()["items"]
+        if len(stored) == 2:
+            break
+        time.sleep(0.1)
+    assert [(m["role"], m["status"]) for m in stored] == [("user", "complete"), ("assistant", "interrupted")]
+    assert stored[1]["content"].startswith(received)
+    # the conversation stays usable
+    again = httpx.post(
+        f"{url}/conversations/{conversation_id}/messages",
+        json={"content": "short one"},
+        headers={**user, "Accept": "application/json"},
+        timeout=30,
+    )
+    assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"),
+    [("rate_limit", 429), ("server_error", 502), ("unavailable", 502), ("bad_request", 502)],
+)
+@pytest.mark.usefixtures("paced")
+def test_failures_before_the_first_byte_are_json_errors_over_the_wire(
+    stack: dict[str, Any], offline_model: Any, mode: str, status: int
+) -> None:
+    url, user = stack["url"], bearer("erin")
+    conversation_id = _conversation(url, user)
+    offline_model.fail(mode, times=1, task="chat")
+    response = httpx.post(
+        f"{url}/conversations/{conversation_id}/messages", json={"content": "hi"}, headers=user, timeout=30
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] in ("rate_limited", "upstream_error")
+
+
+@pytest.mark.usefixtures("paced")
+def test_a_failure_mid_stream_is_an_error_event(stack: dict[str, Any], offline_model: Any) -> None:
+    url, user = stack["url"], bearer("frank")
+    conversation_id = _conversation(url, user)
+    offline_model.fail("midstream", times=1, task="chat")
+    with httpx.stream(
+        "POST",
+        f"{url}/conversations/{conversation_id}/messages",
+        json={"content": "tell me something"},
+        headers=user,
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        events = list(_events(response))
+    names = [name for _, name, _ in events]
+    assert "delta" in names
+    assert names[-1] == "error"
+    assert events[-1][2]["code"] == "upstream_error"
