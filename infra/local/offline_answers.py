@@ -553,18 +553,20 @@ def _answer(name: str, result: Any, ask: Ask) -> str:
     when = _as_of(result)
     if result.get("error"):
         return f"I could not look that up: {result['error']} ({when})."
-    if name == "search_products" or "products" in result:
+    if name == "unknown":
+        name = _guess_tool(result)
+    if name == "search_products":
         products = [p for p in result.get("products") or () if isinstance(p, dict)]
         text = _answer_products(products, result, ask)
         if result.get("more"):
             text += "\nThere are more matches; a more specific question narrows them down."
         return text
-    if name == "get_product" or "product" in result:
+    if name == "get_product":
         product = result.get("product")
         if not isinstance(product, dict):
             return f"I could not find that product ({when})."
         return _answer_products([product], result, _without_colors(ask))
-    if name == "list_low_stock" or "items" in result:
+    if name == "list_low_stock":
         items = [i for i in result.get("items") or () if isinstance(i, dict)]
         if ask.product:
             of_product = [i for i in items if ask.product in str(i.get("name", "")).lower()]
@@ -581,7 +583,7 @@ def _answer(name: str, result: Any, ask: Ask) -> str:
         if len(items) > 10 or result.get("more"):
             lines.append("...and more.")
         return "\n".join(lines)
-    if name == "get_inventory_value" or "value" in result:
+    if name == "get_inventory_value":
         currency = result.get("currency") or ""
         text = (
             f"{when.capitalize()} the stock on hand is {_number(result.get('units'))} units "

@@ -3,7 +3,8 @@
 Reports, at turns 10, 100 and 1,000: prompt tokens of the turn's model calls (what the offline model
 counted on arrival) and DynamoDB items read by the turn. Targets: prompt tokens never above the
 budget and flat once the window is full (turn 1,000 vs turn 100); items read per turn independent of
-history length (turn 1,000 vs turn 10); every message folded into the summary exactly once.
+history length once the window is full (turn 1,000 vs turn 100); every message folded into the
+summary exactly once.
 
 BENCH_TURNS overrides the number of turns (default 1000).
 """
@@ -130,7 +131,7 @@ def run() -> Iterator[dict[str, Any]]:
     chain_ok = all(prev == (folds[i - 1][1] if i else 0) for i, (prev, _, _) in enumerate(folds))
     folded_total = sum(n for _, _, n in folds)
     at = {c: per_turn[c - 1] for c in checkpoints}
-    first, mid, last = at[checkpoints[0]], at[checkpoints[min(1, len(checkpoints) - 1)]], at[checkpoints[-1]]
+    mid, last = at[checkpoints[min(1, len(checkpoints) - 1)]], at[checkpoints[-1]]
     peak = max(t["prompt_tokens"] for t in per_turn)
     detail = {
         "turns": turns,
@@ -155,10 +156,12 @@ def run() -> Iterator[dict[str, Any]]:
         "detail": detail,
     }
     yield {
+        # against turn 100, when the window is full (turn 10 reads fewer: the history is shorter
+        # than the window; it is in the detail above)
         "name": "conversation.items_read_per_turn",
         "value": last["items_read"],
         "unit": "items",
-        "baseline": first["items_read"],
+        "baseline": mid["items_read"],
         "target": 1.0,
     }
     yield {

@@ -122,3 +122,35 @@ def test_limit_cuts_to_the_token_budget() -> None:
     assert cut.finish_reason == "length"
     assert cut.content == "one two three four"
     assert tokens.count_text(cut.content) == 4
+
+
+def test_an_inventory_value_result_with_a_product_count_is_read_as_a_value() -> None:
+    """Regression: the value result carries `products` (a count); the call's name decides how it
+    is read, not the keys of its result."""
+    from infra.local.offline_answers import respond
+
+    messages = [
+        {"role": "system", "content": "You help."},
+        {"role": "user", "content": "what is our inventory worth?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_inventory_value", "arguments": "{}"},
+                }
+            ],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": '{"as_of":"2026-11-29T13:00:00.000Z","currency":"USD","units":12,"value":288.0,'
+            '"products":1,"variants":2,"by_category":[{"category":"tees","units":12,"value":288.0}]}',
+        },
+    ]
+    plan = respond(
+        "chat", messages, [{"type": "function", "function": {"name": "get_inventory_value"}}], None
+    )
+    assert "288" in plan.content
