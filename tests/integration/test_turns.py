@@ -299,3 +299,25 @@ def _app(services: Any) -> Any:
     from shelfwise.web.app import create_app
 
     return create_app(services=services)
+
+
+@pytest.mark.parametrize("rounds", [0, 1])
+def test_tool_rounds_are_bounded(ddb: DynamoTarget, model: Any, user: dict[str, str], rounds: int) -> None:
+    services = make_services(ddb, **chat_settings(model, max_tool_rounds=rounds))
+    with TestClient(_app(services), raise_server_exceptions=False) as client:
+        seed_tees(client)
+        conversation_id = new_conversation(client, user)
+        # two lookups in one question: with one round allowed, the second call is never offered
+        response = ask(
+            client,
+            user,
+            conversation_id,
+            "how many medium black tees are in stock, and what is our inventory worth?",
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+    chats = [r for r in model.requests() if r["task"] == "chat"]
+    assert len(answer["tool_calls"]) <= rounds
+    assert len(chats) == rounds + 1
+    assert not chats[-1]["tools"]  # the last call offers no tools: the model must answer
+    assert answer["content"]
