@@ -57,6 +57,7 @@ def main() -> int:
         import uvicorn
 
         from infra.local.demo import seed
+        from infra.local.flush_metrics import FlushMetrics
         from infra.local.table import create_table
         from shelfwise.identity import issue_dev_token
         from shelfwise.settings import Settings
@@ -100,7 +101,9 @@ def main() -> int:
         _say(f'try: curl -H "Authorization: Bearer $TOKEN" {url}/products?limit=3')
         _say("     (the README's quick start has a whole conversation with the assistant)")
         _say("Ctrl-C stops everything")
-        uvicorn.run(app, host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "warning").lower())
+        uvicorn.run(
+            FlushMetrics(app), host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "warning").lower()
+        )
     finally:
         stack.close()
         db.stop()

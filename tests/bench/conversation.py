@@ -59,6 +59,7 @@ class CountingDynamo(Dynamo):
 def run() -> Iterator[dict[str, Any]]:
     turns = int(os.environ.get("BENCH_TURNS", "1000"))
     logger.setLevel("WARNING")  # a thousand turns of INFO lines would drown the report
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF on stdout is for Lambda
     checkpoints = [c for c in CHECKPOINTS if c <= turns] or [turns]
     with DynamoDBLocal() as ddb, OfflineModel() as model:
         client = ddb.client()
