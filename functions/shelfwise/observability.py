@@ -35,3 +35,13 @@ def tracer() -> Tracer:
 def trace_botocore() -> None:
     """Record every AWS SDK call as an X-Ray subsegment (a no-op where tracing is disabled)."""
     tracer().patch(["botocore"])
+
+
+def count_request(status: int, *, failed: bool = False) -> None:
+    """The request metrics both HTTP entry points emit: ApiRequests, ApiClientErrors (4xx),
+    ApiServerErrors (5xx, or a stream that broke after its first byte)."""
+    metrics.add_metric(name="ApiRequests", unit="Count", value=1)
+    if status >= 500 or failed:
+        metrics.add_metric(name="ApiServerErrors", unit="Count", value=1)
+    elif status >= 400:
+        metrics.add_metric(name="ApiClientErrors", unit="Count", value=1)

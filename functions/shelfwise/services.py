@@ -12,6 +12,7 @@ from shelfwise.storage.inventory import InventoryRepository
 
 if TYPE_CHECKING:
     from shelfwise.chat.service import ChatService
+    from shelfwise.chat.titles import TitleService
 
 
 class Services:
@@ -51,3 +52,13 @@ class Services:
         from shelfwise.identity import signing_key
 
         return signing_key(self.settings)
+
+    @cached_property
+    def titles(self) -> TitleService:
+        """Titles get their own model client: TitleFunction (and the local stream pump's thread) run
+        it on another event loop than the chat's."""
+        from shelfwise.chat.llm import ChatModel
+        from shelfwise.chat.titles import TitleService
+        from shelfwise.storage.titles import TitleRepository
+
+        return TitleService(self.settings, TitleRepository(self.dynamo), ChatModel(self.settings))

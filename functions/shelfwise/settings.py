@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     utility_model: str = "gpt-4.1-nano"
     chat_max_completion_tokens: int = Field(default=1024, ge=16)
     summary_max_completion_tokens: int = Field(default=512, ge=16)
-    title_max_completion_tokens: int = Field(default=256, ge=8)
+    # Room for a reasoning model's thinking before its six words (a limit, not a target: other
+    # models stop after a dozen tokens).
+    title_max_completion_tokens: int = Field(default=1024, ge=16)
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=6)
     key_cache_seconds: int = Field(default=300, ge=0)

@@ -91,6 +91,15 @@ def main() -> int:
         _say(f"embedded DynamoDB on {endpoint}, table {TABLE_NAME} built from template.yaml")
         app = create_app(settings)
         count = seed(app.state.services.inventory)
+        # Titles: the table's stream -> the template's FilterCriteria -> TitleFunction's handler.
+        from infra.local.stream_pump import StreamPump
+        from shelfwise.entry.titles import make_handler
+
+        pump = StreamPump(
+            endpoint_url=endpoint, table_name=TABLE_NAME, handler=make_handler(lambda: app.state.services)
+        ).start()
+        stack.callback(pump.stop)
+        _say("stream pump: table stream -> TitleFunction (titles appear a moment after a first answer)")
         _say(f"demo inventory: {count} products ({time.perf_counter() - started:.1f}s)")
         token = issue_dev_token(settings, "admin", admin=True)
         url = f"http://{host}:{port}"

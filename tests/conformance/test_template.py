@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Set as AbstractSet
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
@@ -468,16 +469,35 @@ def test_translated_api_routes_are_buffered_lambda_proxies(translated: Template)
 
 
 @pytest.mark.slow
-def test_translated_lambda_permissions(translated: Template) -> None:
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (
+            "ApiFunction",
+            {
+                "/*/*",
+                "/GET/health",
+                # the resources the streaming route creates, every method routed explicitly
+                "/*/conversations",
+                "/*/conversations/*",
+                "/*/conversations/*/*",
+                "/*/conversations/*/messages",
+            },
+        ),
+        ("ChatStreamFunction", {"/POST/conversations/*/messages"}),
+    ],
+)
+def test_translated_lambda_permissions(translated: Template, function: str, expected: set[str]) -> None:
     permissions = [
         p["Properties"]
         for p in _resources_of_type(translated, "AWS::Lambda::Permission").values()
-        if p["Properties"]["FunctionName"] == _ref("ApiFunction")
+        if p["Properties"]["FunctionName"] == _ref(function)
     ]
     assert all(p["Principal"] == "apigateway.amazonaws.com" for p in permissions)
+    # InvokeWithResponseStream is authorised by lambda:InvokeFunction too.
     assert all(p["Action"] == "lambda:InvokeFunction" for p in permissions)
     arns = {p["SourceArn"]["Fn::Sub"][0].split("${__Stage__}", 1)[1] for p in permissions}
-    assert arns == {"/*/*", "/GET/health"}
+    assert arns == expected
 
 
 @pytest.mark.slow
@@ -492,15 +512,26 @@ def test_translated_stage(translated: Template) -> None:
     assert _resources_of_type(translated, "AWS::ApiGateway::Deployment")
 
 
+def _layer_ids(translated: Template) -> dict[str, str]:
+    """Logical id in template.yaml -> the hashed id samtranslator gives its LayerVersion."""
+    ids: dict[str, str] = {}
+    for layer_id in _resources_of_type(translated, "AWS::Lambda::LayerVersion"):
+        source = next(name for name in ("DependencyLayer", "StreamRuntimeLayer") if layer_id.startswith(name))
+        ids[source] = layer_id
+    return ids
+
+
 @pytest.mark.slow
 def test_translated_function_and_layer(translated: Template) -> None:
     layers = _resources_of_type(translated, "AWS::Lambda::LayerVersion")
-    assert len(layers) == 1
-    ((layer_id, layer),) = layers.items()
-    assert layer_id.startswith("DependencyLayer")
-    assert layer["DeletionPolicy"] == "Delete"
-    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    ids = _layer_ids(translated)
+    assert set(ids) == {"DependencyLayer", "StreamRuntimeLayer"}
+    assert len(layers) == 2
+    for layer in layers.values():
+        assert layer["DeletionPolicy"] == "Delete"
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    layer_id = ids["DependencyLayer"]
 
     fn = translated["Resources"]["ApiFunction"]
     assert fn["Type"] == "AWS::Lambda::Function"
@@ -514,8 +545,9 @@ def test_translated_function_and_layer(translated: Template) -> None:
 
 
 @pytest.mark.slow
-def test_translated_role_is_least_privilege(translated: Template) -> None:
-    role = translated["Resources"]["ApiFunctionRole"]["Properties"]
+@pytest.mark.parametrize("role_id", ["ApiFunctionRole", "ChatStreamFunctionRole"])
+def test_translated_role_is_least_privilege(translated: Template, role_id: str) -> None:
+    role = translated["Resources"][role_id]["Properties"]
     assert sorted(role["ManagedPolicyArns"]) == [
         "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -645,3 +677,233 @@ def test_built_artifacts_size_and_separation(sam_build: Path) -> None:
     code_bytes = sum(p.stat().st_size for p in code.rglob("*") if p.is_file())
     total = layer_bytes + code_bytes
     assert total < LAYER_BUDGET_BYTES, f"function + layer unzipped: {total / 2**20:.1f} MiB"
+
+
+# --------------------------------------------------------------------------------------------
+# 5. ChatStreamFunction: the streaming route, its exec wrapper and its layer
+# --------------------------------------------------------------------------------------------
+
+STREAM_LAYER_DIR = ROOT / "layers" / "stream"
+WRAPPER = STREAM_LAYER_DIR / "bootstrap"
+STREAM_PATH = "/conversations/{conversation_id}/messages"
+STREAM_TIMEOUT_S = 900  # API Gateway streams for at most 15 minutes; Lambda runs at most 15
+
+
+def _stream_function() -> dict[str, Any]:
+    props: dict[str, Any] = resource("ChatStreamFunction")["Properties"]
+    return props
+
+
+def test_chat_stream_function(template: Template) -> None:
+    props = _stream_function()
+    assert props["Handler"] == "shelfwise.entry.stream.handler"
+    assert props["Timeout"] == STREAM_TIMEOUT_S > template["Globals"]["Function"]["Timeout"]
+    assert props["MemorySize"] == 1024
+    # Globals' DependencyLayer comes first (SAM appends list globals); the wrapper's layer after it.
+    assert props["Layers"] == [_ref("StreamRuntimeLayer")]
+    env = props["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/shelfwise-stream/bootstrap"
+    assert env["SHELFWISE_OPENAI_API_KEY_PARAMETER"] == _ref("OpenAIKeyParameter")
+    assert props["LoggingConfig"] == {"LogGroup": _ref("ChatStreamFunctionLogGroup")}
+
+    (event,) = props["Events"].values()
+    assert event["Type"] == "Api"
+    assert event["Properties"] == {
+        "RestApiId": _ref("Api"),
+        "Path": STREAM_PATH,
+        "Method": "POST",
+        "ResponseTransferMode": "RESPONSE_STREAM",
+        "TimeoutInMillis": STREAM_TIMEOUT_S * 1000,
+    }
+    assert "Auth" not in event["Properties"], "the turn route keeps the default Cognito authorizer"
+
+
+def test_model_key_parameter_and_its_permissions(template: Template) -> None:
+    parameter = template["Parameters"]["OpenAIKeyParameter"]
+    assert parameter["Default"] == "/shelfwise/openai-api-key"
+    assert parameter["AllowedPattern"].startswith("^/"), "the ARN below needs the leading slash"
+    parameter_arn = {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${OpenAIKeyParameter}"
+    }
+    statements = {st["Sid"]: st for st in _statements(resource("ChatStreamFunction"))}
+    assert statements["ModelKey"]["Action"] == ["ssm:GetParameter"]
+    assert statements["ModelKey"]["Resource"] == parameter_arn
+    decrypt = statements["ModelKeyDecrypt"]
+    assert decrypt["Action"] == ["kms:Decrypt"]
+    assert decrypt["Condition"]["StringEquals"] == {
+        "kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.${AWS::URLSuffix}"},
+        "kms:EncryptionContext:PARAMETER_ARN": parameter_arn,
+    }
+    # ApiFunction calls no model (turns stream through ChatStreamFunction): no key for it.
+    assert "SHELFWISE_OPENAI_API_KEY_PARAMETER" not in resource("ApiFunction")["Properties"].get(
+        "Environment", {}
+    ).get("Variables", {})
+    assert not any(
+        a.startswith(("ssm:", "kms:"))
+        for st in _statements(resource("ApiFunction"))
+        for a in _as_list(st["Action"])
+    )
+
+
+def test_stream_runtime_layer_is_built_by_its_makefile() -> None:
+    layer = resource("StreamRuntimeLayer")
+    props = layer["Properties"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    assert props["ContentUri"].rstrip("/") == "layers/stream"
+    assert props["CompatibleRuntimes"] == ["python3.13"]
+    assert props["RetentionPolicy"] == "Delete"
+    makefile = (STREAM_LAYER_DIR / "Makefile").read_text(encoding="utf-8")
+    assert "\nbuild-StreamRuntimeLayer:" in makefile
+    # The Makefile installs the wrapper where AWS_LAMBDA_EXEC_WRAPPER points (the layer is /opt).
+    wrapper = _stream_function()["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
+    assert f'"$(ARTIFACTS_DIR)/{wrapper.removeprefix("/opt/")}"' in makefile
+    assert "install -m 0755" in makefile
+
+
+def test_exec_wrapper_sets_the_path_and_execs_the_streaming_loop() -> None:
+    text = WRAPPER.read_text(encoding="utf-8")
+    assert text.startswith("#!/bin/sh\n")
+    code = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert 'PYTHONPATH="/var/task:/opt/python${LAMBDA_RUNTIME_DIR:+:$LAMBDA_RUNTIME_DIR}"' in code
+    assert any(line.startswith("export ") and "PYTHONPATH" in line for line in code)
+    assert code[-1] == "exec python3 -m shelfwise.entry.stream"
+    # Never the runtime it is handed: that one buffers.
+    assert not any("$@" in line or "$*" in line or "$1" in line for line in code), code
+    assert os.access(WRAPPER, os.X_OK), "layers/stream/bootstrap must be executable in the checkout"
+    proc = _run(["sh", "-n", WRAPPER], timeout=30)
+    assert proc.returncode == 0, _explain(proc)
+
+
+def _operations(translated: Template) -> dict[tuple[str, str], dict[str, Any]]:
+    body = _rest_api_body(translated)
+    return {(path, method): op for path, methods in body["paths"].items() for method, op in methods.items()}
+
+
+@pytest.mark.slow
+def test_translated_streaming_route(translated: Template) -> None:
+    route = _operations(translated)[(STREAM_PATH, "post")]
+    assert route["security"] == [{"CognitoAuthorizer": []}]
+    integration = route["x-amazon-apigateway-integration"]
+    assert integration["type"] == "aws_proxy"
+    assert integration["httpMethod"] == "POST"
+    assert integration["responseTransferMode"] == "STREAM"
+    assert integration["timeoutInMillis"] == STREAM_TIMEOUT_S * 1000
+    uri = integration["uri"]["Fn::Sub"]
+    assert uri.endswith(
+        "lambda:path/2021-11-15/functions/${ChatStreamFunction.Arn}/response-streaming-invocations"
+    )
+    # ... and only that route streams: everything else is a buffered ApiFunction proxy.
+    for (path, method), op in _operations(translated).items():
+        if (path, method) == (STREAM_PATH, "post"):
+            continue
+        other = op["x-amazon-apigateway-integration"]
+        assert "responseTransferMode" not in other, (path, method)
+        assert "/2015-03-31/functions/${ApiFunction.Arn}/invocations" in other["uri"]["Fn::Sub"], (
+            path,
+            method,
+        )
+
+
+@pytest.mark.slow
+def test_translated_stream_function(translated: Template) -> None:
+    ids = _layer_ids(translated)
+    props = translated["Resources"]["ChatStreamFunction"]["Properties"]
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Timeout"] == STREAM_TIMEOUT_S
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Layers"] == [_ref(ids["DependencyLayer"]), _ref(ids["StreamRuntimeLayer"])]
+    env = props["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/shelfwise-stream/bootstrap"
+    assert env["SHELFWISE_TABLE_NAME"] == _ref("Table")  # Globals still apply
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+
+
+# API Gateway routes a request to the most specific resource (static part, then {variable}, then
+# {greedy+}) and answers 403 "Missing Authentication Token" when that resource lacks the method: it
+# does not fall back to /{proxy+}. Placeholder values for the app's path parameters:
+_SAMPLE = {"sku": "TE-0001", "size": "M", "conversation_id": "c0ffee0000000000000000000000beef"}
+
+
+def _route(paths: dict[str, Any], request_path: str) -> str | None:
+    """The API resource (OpenAPI path) API Gateway picks for a concrete path, without backtracking."""
+    resources = set(paths)
+    for path in list(resources):  # API Gateway creates a resource for every prefix
+        parts = path.strip("/").split("/")
+        resources |= {"/" + "/".join(parts[:i]) for i in range(1, len(parts))}
+    current = ""
+    segments = request_path.strip("/").split("/")
+    for index, segment in enumerate(segments):
+        children = {r for r in resources if r.rsplit("/", 1)[0] == current and r != current and r != "/"}
+        names = {child.rsplit("/", 1)[1]: child for child in children}
+        if segment in names:
+            current = names[segment]
+            continue
+        variable = [n for n in names if n.startswith("{") and not n.endswith("+}")]
+        greedy = [n for n in names if n.endswith("+}")]
+        if variable:
+            current = names[variable[0]]
+        elif greedy:
+            return names[greedy[0]]  # a greedy part takes the rest of the path
+        else:
+            return None
+        if index == len(segments) - 1:
+            break
+    return current or None
+
+
+@pytest.mark.slow
+def test_every_app_route_reaches_its_function(translated: Template) -> None:
+    from shelfwise.settings import Settings
+    from shelfwise.web.app import create_app
+
+    paths = _rest_api_body(translated)["paths"]
+    app_routes = create_app(Settings()).openapi()["paths"]  # every route the app documents
+    assert len(app_routes) > 10
+    for path, methods in app_routes.items():
+        concrete = path.format(**_SAMPLE)
+        resource_path = _route(paths, concrete)
+        for method in (m.upper() for m in methods if m != "parameters"):
+            where = f"{method} {path} -> resource {resource_path}"
+            assert resource_path is not None, f"{where}: no resource"
+            operations = paths.get(resource_path, {})
+            op = operations.get(method.lower()) or operations.get("x-amazon-apigateway-any-method")
+            assert op is not None, f"{where}: API Gateway would answer 403 (no such method there)"
+            uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            expected = "ChatStreamFunction" if (method, path) == ("POST", STREAM_PATH) else "ApiFunction"
+            assert f"${{{expected}.Arn}}" in uri, f"{where}: reaches {uri}, not {expected}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_built_exec_wrapper_is_executable_where_lambda_looks(sam_build: Path) -> None:
+    wrapper = _stream_function()["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
+    built = sam_build / "StreamRuntimeLayer" / wrapper.removeprefix("/opt/")
+    assert built.is_file(), f"{wrapper} is not in the built layer: {sorted(sam_build.iterdir())}"
+    assert built.stat().st_mode & 0o777 == 0o755
+    assert built.read_bytes() == WRAPPER.read_bytes()
+    assert [p.name for p in (sam_build / "StreamRuntimeLayer").rglob("*")] == [
+        "shelfwise-stream",
+        "bootstrap",
+    ]
+    # The function's bundle carries the loop the wrapper execs.
+    assert (sam_build / "ChatStreamFunction" / "shelfwise" / "entry" / "stream.py").is_file()
+    assert (sam_build / "ChatStreamFunction" / "shelfwise" / "entry" / "streaming_runtime.py").is_file()
+    # SAM's own zip (what `sam deploy` uploads) keeps the mode.
+    zipped = sam_build.parent / "stream-runtime-layer.zip"
+    proc = _run(
+        [
+            SAM_PYTHON,
+            "-c",
+            "import sys; from samcli.lib.package.utils import make_zip_with_lambda_permissions as z; "
+            "z(sys.argv[1], sys.argv[2])",
+            zipped.with_suffix(""),
+            sam_build / "StreamRuntimeLayer",
+        ],
+        timeout=120,
+    )
+    assert proc.returncode == 0, _explain(proc)
+    with zipfile.ZipFile(zipped) as archive:
+        info = archive.getinfo(wrapper.removeprefix("/opt/"))
+        assert (info.external_attr >> 16) & 0o111 == 0o111, oct(info.external_attr >> 16)

@@ -1,12 +1,17 @@
-"""Every `sam local invoke` payload in events/api/ replayed through the real ApiFunction handler.
+"""Every `sam local invoke` payload in events/ replayed through the real handler of its function.
 
-The handler runs exactly as on Lambda (Cognito mode: the caller comes from the authorizer claims in
-the event), over a moto table built from template.yaml and loaded with the demo catalog.
+- events/api/: ApiFunction's handler, exactly as on Lambda (Cognito mode: the caller comes from the
+  authorizer claims in the event), over a moto table built from template.yaml with the demo catalog.
+- events/stream/: ChatStreamFunction's response-streaming runtime loop, started through its exec
+  wrapper as a subprocess against a fake Lambda Runtime API, over the embedded DynamoDB (a moto
+  server the subprocess reaches) and the offline model.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +23,21 @@ from moto import mock_aws
 from infra.local.demo import seed
 from infra.local.table import create_table
 from shelfwise.entry import api
-from shelfwise.observability import metrics
+from shelfwise.observability import logger, metrics
 from shelfwise.services import Services
 from shelfwise.settings import get_settings
 from shelfwise.storage.dynamo import dynamodb_client
+from tests.fixtures.runtime_api import (
+    USER_SUB,
+    StreamStack,
+    create_conversation,
+    sse_events,
+    stream_stack,
+)
 
-EVENTS = Path(__file__).resolve().parents[2] / "events" / "api"
+ALL_EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENTS = ALL_EVENTS / "api"
+STREAM_EVENTS = ALL_EVENTS / "stream"
 TABLE = "shelfwise-events"
 
 # What each payload must answer: status, and a check on the JSON body a user would look at.
@@ -86,13 +100,60 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             cached.cache_clear()
 
 
+def _answer(payload: bytes) -> str:
+    return "".join(data["content"] for name, data in sse_events(payload) if name == "delta")
+
+
+# The conversation the events/stream/ payloads talk in (created for their caller before the replay).
+STREAM_CONVERSATION = "c0ffee0000000000000000000000beef"
+# What each streaming payload must answer: status, and a check on the payload after the prelude.
+STREAM_EXPECTED: dict[str, tuple[int, Any]] = {
+    "message-post.json": (
+        200,
+        lambda p: (
+            [n for n, _ in sse_events(p)][-1] == "done" and "17 Essential Tee in black, size M" in _answer(p)
+        ),
+    ),
+    "message-post-json.json": (
+        200,
+        lambda p: (json.loads(p)["role"], json.loads(p)["status"]) == ("assistant", "complete"),
+    ),
+    "message-post-unknown-conversation.json": (404, lambda p: json.loads(p)["error"]["code"] == "not_found"),
+}
+
+
+# Folders of events/ whose payloads another module replays (through their own function's handler).
+REPLAYED_ELSEWHERE = {"titles": Path(__file__).with_name("test_titles_events.py")}
+
+
 def test_every_event_file_is_covered() -> None:
-    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(EXPECTED)
+    """Every payload under events/ (any folder) is replayed: api/ and stream/ below, the rest by the
+    module REPLAYED_ELSEWHERE names. A new folder fails here until something replays it."""
+    for module in REPLAYED_ELSEWHERE.values():
+        assert module.is_file(), module
+    replayed = {EVENTS / name for name in EXPECTED} | {STREAM_EVENTS / name for name in STREAM_EXPECTED}
+    here = [p for p in ALL_EVENTS.rglob("*") if p.is_file() and p.parent.name not in REPLAYED_ELSEWHERE]
+    assert sorted(here) == sorted(replayed)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """The handler's log lines as Powertools formats them. (Its own handler writes to the stdout it
+    found at import, which pytest's capture never sees.)"""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    std_logger = logging.getLogger(logger.name)  # the logging.Logger under Powertools' Logger
+    std_logger.addHandler(handler)
+    yield buffer
+    std_logger.removeHandler(handler)
 
 
 @pytest.mark.usefixtures("lambda_env")
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_event_replays_through_the_real_handler(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_event_replays_through_the_real_handler(
+    name: str, capsys: pytest.CaptureFixture[str], log_lines: io.StringIO
+) -> None:
     event = json.loads((EVENTS / name).read_text())
     response = api.lambda_handler(event, FakeContext())
     status, check = EXPECTED[name]
@@ -102,9 +163,42 @@ def test_event_replays_through_the_real_handler(name: str, capsys: pytest.Captur
     # Powertools: structured logs carry the API Gateway request id as correlation id, and the
     # metrics flush as EMF on stdout.
     out = capsys.readouterr().out
-    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    emf = [r for r in records if "_aws" in r]
+    emf = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
     assert emf, "no EMF metrics were flushed"
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Shelfwise"
-    logs = [r for r in records if "correlation_id" in r]
-    assert all(r["correlation_id"] == event["requestContext"]["requestId"] for r in logs)
+    assert [e["ApiRequests"] for e in emf if "ApiRequests" in e] == [[1.0]]
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    answered = [r for r in lines if r["message"] == "answered"]
+    assert len(answered) == 1
+    assert answered[0]["status"] == status
+    assert all(r["correlation_id"] == event["requestContext"]["requestId"] for r in lines)
+    assert all(r["function_request_id"] == FakeContext.aws_request_id for r in lines)
+
+
+@pytest.fixture(scope="module")
+def stream_function(offline_model: Any) -> Iterator[StreamStack]:
+    offline_model.reset()
+    with stream_stack(offline_model, table="stream-events") as stack:
+        create_conversation(stack.services, STREAM_CONVERSATION)
+        yield stack
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_EXPECTED))
+def test_stream_event_replays_through_the_streaming_loop(name: str, stream_function: StreamStack) -> None:
+    event = json.loads((STREAM_EVENTS / name).read_text())
+    request_id = stream_function.api.invoke(event)
+    response = stream_function.api.wait_response(request_id)
+    status, check = STREAM_EXPECTED[name]
+    assert response.complete
+    assert response.trailers == {}
+    assert response.prelude["statusCode"] == status, response.payload
+    assert check(response.payload), response.payload
+    log = stream_function.process.wait_for_log(request_id, "streamed")
+    assert log["correlation_id"] == event["requestContext"]["requestId"]
+    assert log["status"] == status
+    if status == 200:
+        stored = stream_function.services.chat.list_messages(
+            USER_SUB, STREAM_CONVERSATION, limit=50, cursor=None
+        ).items
+        assert stored[-1].role == "assistant"
+        assert stored[-1].status == "complete"

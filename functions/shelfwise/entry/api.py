@@ -6,6 +6,7 @@ invocation. The app and the Tracer are built on the first invocation, not at imp
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from shelfwise.observability import logger, metrics, tracer
+from shelfwise.observability import count_request, logger, metrics, tracer
 from shelfwise.web.app import create_app
 
 Handler = Any
@@ -33,11 +34,17 @@ def _handler() -> Handler:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.perf_counter()
     response: dict[str, Any] = _handler()(event, context)
     status = int(response.get("statusCode", 500))
-    metrics.add_metric(name="ApiRequests", unit="Count", value=1)
-    if status >= 500:
-        metrics.add_metric(name="ApiServerErrors", unit="Count", value=1)
-    elif status >= 400:
-        metrics.add_metric(name="ApiClientErrors", unit="Count", value=1)
+    count_request(status)
+    logger.info(
+        "answered",
+        extra={
+            "method": event.get("httpMethod"),
+            "path": event.get("path"),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
     return response

@@ -8,7 +8,7 @@ from shelfwise import __version__
 from shelfwise.services import Services
 from shelfwise.settings import Settings, get_settings
 from shelfwise.web import errors
-from shelfwise.web.routers import conversations, health, inventory
+from shelfwise.web.routers import conversations, health, inventory, titles
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -25,4 +25,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health.router)
     app.include_router(inventory.router)
     app.include_router(conversations.router)
+    app.include_router(titles.router)
     return app
