@@ -15,17 +15,16 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 from infra.local.dynamodb_local import DynamoDBLocal
 from infra.local.offline_model import OfflineModel
 from infra.local.table import create_table
-from shelfwise.inventory.models import Category, NewVariant, ProductIn
 from shelfwise.observability import logger
 from shelfwise.services import Services
 from shelfwise.settings import Settings
 from shelfwise.storage.dynamo import Dynamo
+from tests.fixtures.catalog import black_tee
 
 BUDGET = 3000
 WINDOW = 30
@@ -77,13 +76,7 @@ def run() -> Iterator[dict[str, Any]]:
         db = CountingDynamo(client, settings.table_name)
         services = Services(settings, dynamo=db)
         services.inventory.create_product(
-            ProductIn(
-                category=Category.TEES,
-                name="Essential Tee",
-                color="black",
-                price=Decimal("24"),
-                variants=[NewVariant(size="M", quantity=17, reorder_level=5)],
-            ),
+            black_tee(),
             actor="bench",
         )
         chat = services.chat

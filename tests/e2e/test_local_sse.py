@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -21,11 +20,11 @@ import uvicorn
 
 from infra.local.embedded_dynamodb import EmbeddedDynamoDB
 from infra.local.table import create_table
-from shelfwise.inventory.models import Category, NewVariant, ProductIn
 from shelfwise.services import Services
 from shelfwise.storage.dynamo import Dynamo, dynamodb_client
 from shelfwise.web.app import create_app
 from tests.fixtures.app import bearer, chat_settings, make_settings
+from tests.fixtures.catalog import black_tee
 
 DELAY_MS = 40
 
@@ -45,13 +44,7 @@ def stack(offline_model: Any) -> Iterator[dict[str, Any]]:
         settings = make_settings("sse", **chat_settings(offline_model))
         services = Services(settings, dynamo=Dynamo(client, "sse"))
         services.inventory.create_product(
-            ProductIn(
-                category=Category.TEES,
-                name="Essential Tee",
-                color="black",
-                price=Decimal("24"),
-                variants=[NewVariant(size="M", quantity=17, reorder_level=5)],
-            ),
+            black_tee(),
             actor="test",
         )
         port = _free_port()
