@@ -14,16 +14,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import statistics
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from infra.local.offline_model import OfflineModel
-from shelfwise.chat.models import ConversationIn
 from shelfwise.chat.tools import TOOLS
 from shelfwise.observability import logger
-from tests.bench.streaming import QUESTION, _direct, _p
+from tests.bench.streaming import QUESTION, _direct, gap_result, time_storage, ttft_result
 from tests.fixtures.runtime_api import USER_SUB, create_conversation, sse_events, stream_stack, turn_event
 
 
@@ -38,7 +35,6 @@ def run() -> Iterator[dict[str, Any]]:
     loop_gaps: list[float] = []
     direct_first: list[float] = []
     direct_gaps: list[float] = []
-    storage: list[float] = []
     with OfflineModel(token_delay_ms=delay) as model, stream_stack(model, table="bench-lambda") as stack:
         persona = stack.services.chat.prompts.persona(None).system_prompt
         messages = [{"role": "system", "content": persona}, {"role": "user", "content": QUESTION}]
@@ -57,31 +53,13 @@ def run() -> Iterator[dict[str, Any]]:
             loop_gaps += [b - a for a, b in itertools.pairwise(arrivals)]
             direct_first.append(first)
             direct_gaps += gaps
-        chat = stack.services.chat
-        for _ in range(streams):
-            conversation = chat.create_conversation(USER_SUB, ConversationIn())
-            started = time.perf_counter()
-            chat.begin_turn(USER_SUB, conversation.id, QUESTION)
-            storage.append(time.perf_counter() - started)
-    ms = 1000.0
-    loop_ttft, direct_ttft = statistics.median(loop_first) * ms, statistics.median(direct_first) * ms
-    storage_ms = statistics.median(storage) * ms
-    yield {
-        "name": "streaming.lambda_loop.ttft",
-        "value": round(loop_ttft, 2),
-        "unit": "ms",
-        "baseline": round(direct_ttft, 2),
-        "added_ms": round(loop_ttft - direct_ttft, 2),
-        "storage_ms": round(storage_ms, 2),
-        "added_by_loop_ms": round(loop_ttft - direct_ttft - storage_ms, 2),
-        "target_added_ms": 10,
-        "detail": {"streams": streams, "token_delay_ms": delay, "tools_in_request": len(TOOLS)},
-    }
-    yield {
-        "name": "streaming.lambda_loop.gap_p99",
-        "value": round(_p(loop_gaps, 0.99) * ms, 2),
-        "unit": "ms",
-        "baseline": round(_p(direct_gaps, 0.99) * ms, 2),
-        "added_ms": round((_p(loop_gaps, 0.99) - _p(direct_gaps, 0.99)) * ms, 2),
-        "target_added_ms": 1,
-    }
+        storage = time_storage(stack.services.chat, USER_SUB, streams)
+    yield ttft_result(
+        "streaming.lambda_loop.ttft",
+        loop_first,
+        direct_first,
+        storage,
+        target_added_ms=10,
+        detail={"streams": streams, "token_delay_ms": delay, "tools_in_request": len(TOOLS)},
+    )
+    yield gap_result("streaming.lambda_loop.gap_p99", loop_gaps, direct_gaps, target_added_ms=1)

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -25,12 +24,11 @@ from typing import Any
 
 import httpx
 
-from shelfwise.chat.models import ConversationIn
 from shelfwise.chat.personas import library
 from shelfwise.observability import logger
 from shelfwise.services import Services
 from shelfwise.settings import Settings
-from tests.bench.streaming import QUESTION, _p, _through_app
+from tests.bench.streaming import QUESTION, _through_app, gap_result, time_storage, ttft_result
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,39 +123,19 @@ def run() -> Iterator[dict[str, Any]]:
             auth_mode="local",
             openai_base_url="x",
         )
-        chat = Services(settings).chat
-        storage = []
-        for _ in range(streams):
-            conversation = chat.create_conversation("bench-storage", ConversationIn())
-            started = time.perf_counter()
-            chat.begin_turn("bench-storage", conversation.id, QUESTION)
-            storage.append(time.perf_counter() - started)
+        storage = time_storage(Services(settings).chat, "bench-storage", streams)
     finally:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-    ms = 1000.0
-    app_ttft, direct_ttft = statistics.median(app_first) * ms, statistics.median(direct_first) * ms
-    storage_ms = statistics.median(storage) * ms
-    yield {
-        "name": "streaming.local_process.ttft",
-        "value": round(app_ttft, 2),
-        "unit": "ms",
-        "baseline": round(direct_ttft, 2),
-        "added_ms": round(app_ttft - direct_ttft, 2),
-        "storage_ms": round(storage_ms, 2),
-        "added_by_transport_ms": round(app_ttft - direct_ttft - storage_ms, 2),
-        "target_added_ms": 5,
-        "detail": {"streams": streams, "stack": "make run (embedded DynamoDB, offline model at 20 ms/chunk)"},
-    }
-    gaps = [round(_p(app_gaps, 0.99) * ms, 2), round(_p(direct_gaps, 0.99) * ms, 2)]
-    yield {
-        "name": "streaming.local_process.gap_p99",
-        "value": gaps[0],
-        "unit": "ms",
-        "baseline": gaps[1],
-        "added_ms": round(gaps[0] - gaps[1], 2),
-        "target_added_ms": 1,
-    }
+    yield ttft_result(
+        "streaming.local_process.ttft",
+        app_first,
+        direct_first,
+        storage,
+        target_added_ms=5,
+        detail={"streams": streams, "stack": "make run (embedded DynamoDB, offline model at 20 ms/chunk)"},
+    )
+    yield gap_result("streaming.local_process.gap_p99", app_gaps, direct_gaps, target_added_ms=1)

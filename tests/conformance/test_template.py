@@ -413,20 +413,6 @@ def _with_s3_code(template: Template) -> Template:
     return template
 
 
-@pytest.fixture(scope="module")
-def translated() -> Template:
-    _require(SAM_PYTHON)
-    proc = _run(
-        [SAM_PYTHON, "-c", _TRANSLATE],
-        input=json.dumps(_with_s3_code(load_template())),
-        env={"AWS_DEFAULT_REGION": "us-east-1"},
-        timeout=120,
-    )
-    assert proc.returncode == 0, _explain(proc)
-    result: Template = json.loads(proc.stdout)
-    return result
-
-
 def _rest_api_body(translated: Template) -> dict[str, Any]:
     rest_apis = _resources_of_type(translated, "AWS::ApiGateway::RestApi")
     assert set(rest_apis) == {"Api"}, "one REST API, no implicit ServerlessRestApi"

@@ -13,16 +13,10 @@ from infra.local.event_filter import MAX_PATTERN_CHARS, FilterCriteria
 from infra.local.stream_pump import StreamSource
 from infra.local.template import load_template, resource
 from tests.conformance.test_template import (
-    _TRANSLATE,
-    SAM_PYTHON,
     _as_list,
-    _explain,
     _getatt,
     _ref,
-    _require,
     _resources_of_type,
-    _run,
-    _with_s3_code,
 )
 
 Template = dict[str, Any]
@@ -155,20 +149,6 @@ def test_title_dead_letter_queue_and_its_alarm() -> None:
 
 # --------------------------------------------------------------------------------------------
 # samtranslator's translation
-
-
-@pytest.fixture(scope="module")
-def translated() -> Template:
-    _require(SAM_PYTHON)
-    proc = _run(
-        [SAM_PYTHON, "-c", _TRANSLATE],
-        input=json.dumps(_with_s3_code(load_template())),
-        env={"AWS_DEFAULT_REGION": "us-east-1"},
-        timeout=120,
-    )
-    assert proc.returncode == 0, _explain(proc)
-    result: Template = json.loads(proc.stdout)
-    return result
 
 
 @pytest.mark.slow
