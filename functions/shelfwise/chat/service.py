@@ -58,7 +58,6 @@ class Turn:
     assistant_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     message: Message | None = None
     error: DomainError | None = None
-    items_read: int = 0
 
     async def events(self) -> AsyncGenerator[TurnEvent]:
         svc = self.service
@@ -350,7 +349,6 @@ class ChatService:
             user_message=user_message,
             prompt=prompt,
             turn_id=turn_id,
-            items_read=context.items_read,
         )
 
     async def fold(self, turn: Turn) -> int:

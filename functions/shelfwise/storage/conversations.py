@@ -27,7 +27,6 @@ class TurnContext:
 
     conversation: Conversation
     recent: list[Message]
-    items_read: int
 
 
 def _to_conversation(item: dict[str, Any]) -> Conversation:
@@ -271,7 +270,6 @@ class ConversationRepository:
         return TurnContext(
             conversation=_to_conversation(items[0]),
             recent=[_to_message(i) for i in items[1:]],
-            items_read=len(items),
         )
 
     def begin_turn(
@@ -290,13 +288,7 @@ class ConversationRepository:
             self.db.call(
                 "transact_write_items",
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.db.table,
-                            "Item": encode_item(_message_item(user_id, conversation.id, message)),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
+                    self._put_message(user_id, conversation.id, message),
                     {
                         "Update": {
                             "TableName": self.db.table,
@@ -330,46 +322,71 @@ class ConversationRepository:
                 conversation_id=conversation.id,
             ) from exc
 
+    def _put_message(self, user_id: str, conversation_id: str, message: Message) -> dict[str, Any]:
+        """A transaction action writing a message into its slot, never over another."""
+        return {
+            "Put": {
+                "TableName": self.db.table,
+                "Item": encode_item(_message_item(user_id, conversation_id, message)),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
     def finish_turn(self, user_id: str, conversation_id: str, message: Message, *, turn_id: str) -> None:
-        """Store the assistant's message (in its reserved slot), add its usage, free the conversation."""
+        """Store the assistant's message (in its reserved slot), add its usage, free the conversation.
+
+        The conversation is freed only if this turn still holds it: a turn that outlived its lock
+        (`turn_lock_seconds`) and was overtaken still stores its answer, but leaves the newer
+        turn's lock alone.
+        """
         at = clock.now_iso()
-        try:
-            self.db.call(
-                "transact_write_items",
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.db.table,
-                            "Item": encode_item(_message_item(user_id, conversation_id, message)),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.db.table,
-                            "Key": encode_item(keys.conversation_key(user_id, conversation_id)),
-                            "UpdateExpression": (
-                                "SET message_count = message_count + :one, "
-                                "prompt_tokens = prompt_tokens + :pt, "
-                                "completion_tokens = completion_tokens + :ct, "
-                                "updated_at = :at, activity_sk = :activity REMOVE turn_id, turn_until"
-                            ),
-                            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(deleting)",
-                            "ExpressionAttributeValues": {
-                                ":one": to_attr(1),
-                                ":pt": to_attr(message.prompt_tokens or 0),
-                                ":ct": to_attr(message.completion_tokens or 0),
-                                ":at": to_attr(at),
-                                ":activity": to_attr(keys.activity_sk(at, conversation_id)),
-                            },
-                        }
-                    },
-                ],
-            )
-        except TransactionCancelled as exc:
-            raise NotFound(
-                "the conversation was deleted during the turn", conversation_id=conversation_id
-            ) from exc
+        counters = (
+            "SET message_count = message_count + :one, prompt_tokens = prompt_tokens + :pt, "
+            "completion_tokens = completion_tokens + :ct, updated_at = :at, activity_sk = :activity"
+        )
+        values = {
+            ":one": to_attr(1),
+            ":pt": to_attr(message.prompt_tokens or 0),
+            ":ct": to_attr(message.completion_tokens or 0),
+            ":at": to_attr(at),
+            ":activity": to_attr(keys.activity_sk(at, conversation_id)),
+        }
+        live = "attribute_exists(pk) AND attribute_not_exists(deleting)"
+        attempts = [
+            (
+                counters + " REMOVE turn_id, turn_until",
+                f"{live} AND turn_id = :turn",
+                {":turn": to_attr(turn_id)},
+            ),
+            (counters, live, {}),
+        ]
+        for update, condition, extra in attempts:
+            try:
+                self.db.call(
+                    "transact_write_items",
+                    TransactItems=[
+                        self._put_message(user_id, conversation_id, message),
+                        {
+                            "Update": {
+                                "TableName": self.db.table,
+                                "Key": encode_item(keys.conversation_key(user_id, conversation_id)),
+                                "UpdateExpression": update,
+                                "ConditionExpression": condition,
+                                "ExpressionAttributeValues": {**values, **extra},
+                            }
+                        },
+                    ],
+                )
+                return
+            except TransactionCancelled as exc:
+                if exc.failed(0):
+                    raise Conflict(
+                        "this answer's slot is already taken", conversation_id=conversation_id
+                    ) from exc
+                last = exc
+        raise NotFound(
+            "the conversation was deleted during the turn", conversation_id=conversation_id
+        ) from last
 
     def release_turn(self, user_id: str, conversation_id: str, *, turn_id: str) -> None:
         """Free the conversation after a turn that ends without an answer to store."""

@@ -14,7 +14,6 @@ from shelfwise.errors import AlreadyExists, Conflict, InsufficientStock, NotFoun
 from shelfwise.inventory.models import (
     Adjustment,
     Category,
-    NewVariant,
     Product,
     ProductIn,
     Variant,
@@ -172,13 +171,10 @@ class InventoryRepository:
         items = [
             decode_item(raw)
             for page in self.db.query_pages(
-                KeyConditionExpression="pk = :pk",
-                FilterExpression="#type IN (:product, :variant)",
-                ExpressionAttributeNames={"#type": "type"},
+                KeyConditionExpression="pk = :pk AND sk >= :product",  # not the adjustment history
                 ExpressionAttributeValues={
                     ":pk": to_attr(keys.product_pk(sku)),
-                    ":product": to_attr("product"),
-                    ":variant": to_attr("variant"),
+                    ":product": to_attr(keys.PRODUCT_SK),
                 },
                 ConsistentRead=True,
             )
@@ -526,6 +522,3 @@ class InventoryRepository:
 def _backoff(attempt: int) -> None:
     """Full-jitter exponential backoff between optimistic-concurrency retries (<= ~100 ms)."""
     time.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))
-
-
-__all__ = ["InventoryRepository", "NewVariant"]

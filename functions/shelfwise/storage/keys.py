@@ -36,8 +36,13 @@ def product_pk(sku: str) -> str:
     return f"PRODUCT#{sku}"
 
 
+PRODUCT_SK: Final = "PRODUCT"
+# In a product's partition ADJUSTMENT#... < PRODUCT < VARIANT#...: `sk >= PRODUCT_SK` reads the
+# product and its variants and never its (ever-growing) adjustment history.
+
+
 def product_key(sku: str) -> Key:
-    return {"pk": product_pk(sku), "sk": "PRODUCT"}
+    return {"pk": product_pk(sku), "sk": PRODUCT_SK}
 
 
 def variant_key(sku: str, size: str) -> Key:

@@ -1,0 +1,72 @@
+"""Storage edges a user would notice only over time: long stock histories and overtaken turns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shelfwise import clock
+from shelfwise.chat.models import Conversation, Message
+from shelfwise.storage.conversations import ConversationRepository
+from shelfwise.storage.dynamo import Dynamo
+from shelfwise.storage.inventory import InventoryRepository
+from tests.fixtures.catalog import black_tee
+from tests.fixtures.dynamodb import DynamoTarget
+
+
+class CountingDynamo(Dynamo):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.items_read = 0
+
+    def call(self, operation: str, /, **kwargs: Any) -> Any:
+        out = super().call(operation, **kwargs)
+        self.items_read += len(out.get("Items", []))
+        return out
+
+
+def test_reading_a_product_does_not_read_its_stock_history(ddb: DynamoTarget) -> None:
+    db = CountingDynamo(ddb.client, ddb.table_name)
+    repo = InventoryRepository(db)
+    repo.create_product("TE-0001", black_tee(("S", 100), ("M", 100)))
+    for i in range(30):
+        repo.adjust_stock("TE-0001", "M", -1, f"sale {i}", "till")
+    db.items_read = 0
+    product = repo.get_product("TE-0001")
+    assert {v.size: v.quantity for v in product.variants} == {"S": 100, "M": 70}
+    assert db.items_read == 3  # the product and its two variants, not 30 adjustments
+
+
+def _message(seq: int, role: str) -> Message:
+    return Message(id=f"m{seq}", seq=seq, role=role, content=role, created_at=clock.now_iso())  # type: ignore[arg-type]
+
+
+def test_an_overtaken_turn_keeps_its_answer_and_leaves_the_newer_lock(ddb: DynamoTarget) -> None:
+    repo = ConversationRepository(Dynamo(ddb.client, ddb.table_name))
+    at = clock.now_iso()
+    repo.create("u", Conversation(id="c1", prompt_key="inventory-assistant", created_at=at, updated_at=at))
+    # turn A's lock has already run out (it crashed, or ran past turn_lock_seconds) ...
+    repo.begin_turn("u", repo.get("u", "c1"), _message(1, "user"), turn_id="A", lock_seconds=-10)
+    # ... so turn B may take the conversation
+    repo.begin_turn("u", repo.get("u", "c1"), _message(3, "user"), turn_id="B", lock_seconds=600)
+    repo.finish_turn("u", "c1", _message(2, "assistant"), turn_id="A")  # A's answer still lands
+    raw = ddb.client.get_item(
+        TableName=ddb.table_name,
+        Key={"pk": {"S": "USER#u#CONV#c1"}, "sk": {"S": "STATE"}},
+        ConsistentRead=True,
+    )["Item"]
+    assert raw["turn_id"] == {"S": "B"}  # and B still holds the conversation
+    repo.finish_turn("u", "c1", _message(4, "assistant"), turn_id="B")
+    raw = ddb.client.get_item(
+        TableName=ddb.table_name,
+        Key={"pk": {"S": "USER#u#CONV#c1"}, "sk": {"S": "STATE"}},
+        ConsistentRead=True,
+    )["Item"]
+    assert "turn_id" not in raw
+    messages = repo.list_messages("u", "c1", limit=10, cursor=None).items
+    assert [(m.seq, m.role) for m in messages] == [
+        (1, "user"),
+        (2, "assistant"),
+        (3, "user"),
+        (4, "assistant"),
+    ]
+    assert repo.get("u", "c1").message_count == 4
