@@ -20,8 +20,8 @@ tools: setup ## install the test tools: aws-sam-cli (own env) and DynamoDB Local
 run: setup ## the local stack: embedded DynamoDB, demo data, the app on 127.0.0.1:8000 (PORT=...)
 	@$(PY) -m infra.local.run
 
-dev-token: setup ## print a local dev token: make dev-token USER_ID=alice [ADMIN=1]
-	@$(VENV)/bin/shelfwise dev-token $${USER_ID:-$(or $(USER),dev)} $(if $(ADMIN),--admin,)
+dev-token: setup ## print a local dev token: make dev-token USER_ID=alice [ADMIN=1] (1/true/yes, 0/false/no)
+	@$(VENV)/bin/shelfwise dev-token "$${USER_ID:-$(or $(USER),dev)}" --admin="$${ADMIN-}"
 
 lint: setup ## ruff + mypy
 	@$(VENV)/bin/ruff check .

@@ -8,6 +8,21 @@ import sys
 from shelfwise.identity import issue_dev_token
 from shelfwise.settings import get_settings
 
+YES = ("1", "true", "yes", "on")
+NO = ("0", "false", "no", "off", "")
+
+
+def yes_or_no(value: str) -> bool:
+    """A strict boolean: `make dev-token ADMIN=0` must not mean yes because the string is not empty."""
+    word = value.strip().lower()
+    if word in YES:
+        return True
+    if word in NO:
+        return False
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is neither yes ({', '.join(YES)}) nor no ({', '.join(NO[:-1])}, or empty)"
+    )
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shelfwise", description="shelfwise developer commands")
@@ -19,7 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         "The local app (make run) verifies it; AWS never accepts it.",
     )
     token.add_argument("user", help="user id (letters, digits, _.@+-)")
-    token.add_argument("--admin", action="store_true", help="member of the inventory admin group")
+    token.add_argument(
+        "--admin",
+        nargs="?",
+        const=True,
+        default=False,
+        type=yes_or_no,
+        metavar="YES|NO",
+        help="member of the inventory admin group: `--admin` alone or `--admin=1|true|yes`; "
+        "`--admin=0|false|no` or `--admin=` is a plain user (the default)",
+    )
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default 12 h)")
     args = parser.parse_args(argv)
 
