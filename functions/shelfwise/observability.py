@@ -9,10 +9,13 @@ storage patches botocore itself when it first builds a client (`trace_botocore()
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.lambda_context import LambdaContextModel
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -22,6 +25,33 @@ SERVICE = "shelfwise"
 logger = Logger(service=SERVICE)
 # The namespace defaults to the one template.yaml sets, so metrics never fail to flush for want of it.
 metrics = Metrics(service=SERVICE, namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Shelfwise"))
+
+
+# What `logger.inject_lambda_context` puts on every line of an invocation: the Lambda context's fields
+# (function_name, function_request_id, ...), cold_start and the correlation id.
+INVOCATION_KEYS = (*vars(LambdaContextModel()), "cold_start", "correlation_id")
+
+
+@contextmanager
+def logged_as(function_name: str, request_id: str) -> Iterator[None]:
+    """Lines logged inside (this thread, this asyncio task and the tasks it starts) say they were
+    written by `function_name` for `request_id` (as function_request_id and correlation_id), whatever
+    another function of the same process appended.
+
+    For a process that hosts several functions (the local server): `inject_lambda_context` appends
+    its keys process-wide, which is right on Lambda (one function per process, one invocation at a
+    time) and wrong locally, where TitleFunction's handler runs beside the app. These keys are
+    Powertools' thread-local ones, which win over the process-wide ones; the keys of another
+    invocation that are not ours are blanked (a None key is left out of the line)."""
+    before = dict(logger.thread_safe_get_current_keys())
+    keys: dict[str, object] = dict.fromkeys(INVOCATION_KEYS)
+    keys.update(function_name=function_name, function_request_id=request_id, correlation_id=request_id)
+    logger.thread_safe_append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.thread_safe_clear_keys()
+        logger.thread_safe_append_keys(**before)
 
 
 @cache

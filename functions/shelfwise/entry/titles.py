@@ -59,11 +59,12 @@ def make_handler(services: Callable[[], Services]) -> Handler:
             remaining = context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS
             if remaining < 2:
                 raise OutOfTime(f"{remaining:.1f} s left")
-            logger.append_keys(conversation_id=ref.conversation_id)
+            # Thread-local: locally this handler runs on the stream pump's thread, beside the app.
+            logger.thread_safe_append_keys(conversation_id=ref.conversation_id)
             try:
                 result = titles.process(ref, budget_seconds=min(MODEL_BUDGET_SECONDS, remaining))
             finally:
-                logger.remove_keys(["conversation_id"])
+                logger.thread_safe_remove_keys(["conversation_id"])
             return result.outcome
 
         response: dict[str, Any] = dict(
