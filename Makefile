@@ -17,7 +17,8 @@ setup: ## install uv, Python 3.13 and the locked dependencies into .tools/ and .
 tools: setup ## install the test tools: aws-sam-cli (own env) and DynamoDB Local
 	@./infra/tools.sh
 
-run: setup ## the local stack: embedded DynamoDB, demo data, the app on 127.0.0.1:8000 (PORT=...)
+run: setup ## the local stack on DynamoDB Local + demo data, the app on 127.0.0.1:8000 (PORT= FRESH=1 LAMBDA=1)
+	@./infra/tools/dynamodb-local.sh --optional
 	@$(PY) -m infra.local.run
 
 dev-token: setup ## print a local dev token: make dev-token USER_ID=alice [ADMIN=1] (1/true/yes, 0/false/no)

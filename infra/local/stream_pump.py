@@ -16,6 +16,12 @@ calls TitleFunction's real handler in-process, the way the event source mapping 
   `dead_letters`, as the SQS dead-letter queue would hold it;
 - records older than MaximumRecordAgeInSeconds are dead-lettered without being delivered.
 
+On moto (the fallback database) a cancelled transaction restores a deep copy of the whole table, so
+an iterator taken before it reads a stream shard nobody writes to any more: GetRecords answers `[]`
+forever. `retake_idle_seconds` re-takes an idle shard's iterator after the last sequence number read
+(from TRIM_HORIZON, skipping what came before the pump opened, when nothing was read yet), so titles
+keep coming; DynamoDB Local and DynamoDB need no such help.
+
 Not emulated: MaximumBatchingWindowInSeconds (locally every poll delivers what it read, so titles
 show up at once), ParallelizationFactor (one batch at a time per shard) and tumbling windows.
 
@@ -139,6 +145,8 @@ class _Shard:
     iterator: str | None
     pending: deque[dict[str, Any]] = field(default_factory=deque)
     last_sequence: str | None = None
+    iterator_taken: float = field(default_factory=time.monotonic)
+    rewound: bool = False  # re-taken from TRIM_HORIZON in place of a LATEST iterator
     attempts: int = 0  # failed deliveries of the batch at the head of `pending`
     batch_limit: int | None = None  # set while bisecting
     not_before: float = 0.0
@@ -155,6 +163,7 @@ class StreamPump:
     poll_interval / retry_delay seconds between polls / before a retry (times the attempt number)
     client_kwargs              extra boto3 client arguments (credentials, ...)
     on_record                  called with every record read and whether the filters passed it
+    retake_idle_seconds        re-take an iterator that read nothing for this long (moto; see above)
 
     `start()` returns once the shard iterators are taken, so every write after it is delivered
     (StartingPosition LATEST); `stop()` ends the polling thread (stop it before the database). Or use
@@ -176,6 +185,7 @@ class StreamPump:
         shard_refresh_seconds: float = 5.0,
         client_kwargs: Mapping[str, Any] | None = None,
         on_record: Callable[[dict[str, Any], bool], None] | None = None,
+        retake_idle_seconds: float | None = None,
     ) -> None:
         self.table_name = table_name
         self.region = region
@@ -189,6 +199,8 @@ class StreamPump:
             kwargs["endpoint_url"] = endpoint_url
         self._client_kwargs = kwargs
         self._on_record = on_record  # sees every record read, with whether the filters let it through
+        self.retake_idle_seconds = retake_idle_seconds
+        self._opened_at = 0.0  # epoch seconds: records before it are not ours (LATEST)
         self.stats = PumpStats()
         self.dead_letters: list[dict[str, Any]] = []
         self.stream_arn = ""
@@ -222,6 +234,7 @@ class StreamPump:
         if not arn:
             raise RuntimeError(f"table {self.table_name} has no stream: template.yaml's Table should")
         self.stream_arn = str(arn)
+        self._opened_at = time.time()
         self._refresh_shards(initial=True)
         return self
 
@@ -328,9 +341,21 @@ class StreamPump:
             return 0
         shard.iterator = out.get("NextShardIterator")
         records = out.get("Records", [])
+        if records:
+            shard.iterator_taken = time.monotonic()
+        elif (
+            shard.iterator is not None
+            and self.retake_idle_seconds is not None
+            and time.monotonic() - shard.iterator_taken >= self.retake_idle_seconds
+        ):
+            shard.iterator = self._reopen(shard)
         for raw in records:
             record = to_lambda_record(raw, stream_arn=self.stream_arn, region=self.region)
+            before_open = record["dynamodb"]["ApproximateCreationDateTime"] < int(self._opened_at)
             shard.last_sequence = record["dynamodb"]["SequenceNumber"]
+            if shard.rewound and before_open:
+                continue  # re-read from TRIM_HORIZON: written before we opened (LATEST skipped it)
+            shard.rewound = False
             self.stats.records_read += 1
             matched = self.source.filters.matches(record)
             if matched:
@@ -341,11 +366,13 @@ class StreamPump:
         return len(records)
 
     def _reopen(self, shard: _Shard) -> str:
+        shard.iterator_taken = time.monotonic()
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard.shard_id}
         if shard.last_sequence:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=shard.last_sequence)
         else:
             kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+            shard.rewound = self.source.starting_position == "LATEST"
         return str(self._streams.get_shard_iterator(**kwargs)["ShardIterator"])
 
     # -- delivery -----------------------------------------------------------------------------------

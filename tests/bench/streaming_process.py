@@ -67,7 +67,7 @@ def _start_stack(port: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
     for line in process.stdout:
         if m := re.search(r"OFFLINE model on (http://\S+)", line):
             found["model"] = m.group(1)
-        elif m := re.search(r"embedded DynamoDB on (http://\S+), table (\S+)", line):
+        elif m := re.search(r"database: .+? on (http://\S+), table (\S+)", line):
             found["db"], found["table"] = m.group(1), m.group(2)
         elif line.startswith("eyJ"):
             found["token"] = line.strip()
