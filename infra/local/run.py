@@ -141,8 +141,7 @@ def start_database(options: Options, hosts: tuple[str, ...]) -> Database:
         try:
             find_jar()
         except DynamoDBLocalError:
-            _say("database: DynamoDB Local is not installed (it needs npm); using moto's in-memory DynamoDB,")
-            _say("          whose data is gone at exit (install Node.js/npm for DynamoDB Local)")
+            _say("database: DynamoDB Local is not installed (npm installs it): falling back to moto, in memory")
         else:
             if options.fresh and options.data_dir.exists():
                 shutil.rmtree(options.data_dir)
