@@ -66,7 +66,13 @@ DEV_ONLY = {
     "types-pyyaml",
 }
 # Routes API Gateway lets through without a token. Anything added here is a deliberate decision.
-PUBLIC_ROUTES = {("/health", "get")}
+# No token: the health check, and the API docs a browser opens (page, its assets, the spec).
+PUBLIC_ROUTES = {
+    ("/health", "get"),
+    ("/docs", "get"),
+    ("/docs/assets/{name}", "get"),
+    ("/openapi.json", "get"),
+}
 LAYER_BUDGET_BYTES = 150 * 1024 * 1024  # Lambda allows 250 MB unzipped for function + layers
 EM_AARCH64 = 183
 PYC_UNCHECKED_HASH = 0b01  # PEP 552 flags: hash-based (bit 0), check_source off (bit 1)
@@ -463,6 +469,9 @@ def test_translated_api_routes_are_buffered_lambda_proxies(translated: Template)
             {
                 "/*/*",
                 "/GET/health",
+                "/GET/docs",
+                "/GET/docs/assets/*",
+                "/GET/openapi.json",
                 # the resources the streaming route creates, every method routed explicitly
                 "/*/conversations",
                 "/*/conversations/*",
@@ -859,6 +868,26 @@ def test_every_app_route_reaches_its_function(translated: Template) -> None:
             uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
             expected = "ChatStreamFunction" if (method, path) == ("POST", STREAM_PATH) else "ApiFunction"
             assert f"${{{expected}.Arn}}" in uri, f"{where}: reaches {uri}, not {expected}"
+
+
+@pytest.mark.slow
+def test_the_api_docs_reach_the_api_function_without_a_token(translated: Template) -> None:
+    """/docs, its assets and the spec are left out of the spec itself, so the walk above misses them;
+    a browser sends no token, so on AWS they must be public routes of ApiFunction."""
+    from shelfwise.settings import Settings
+    from shelfwise.web.app import create_app
+
+    paths = _rest_api_body(translated)["paths"]
+    app = create_app(Settings())
+    hidden = {getattr(r, "path", "") for r in app.routes if getattr(r, "include_in_schema", True) is False}
+    assert {"/docs", "/docs/assets/{name}", "/openapi.json"} <= hidden
+    for path in hidden:
+        resource_path = _route(paths, path.format(name="swagger-ui.css"))
+        assert resource_path is not None, f"GET {path}: no resource"
+        op = paths[resource_path].get("get") or paths[resource_path].get("x-amazon-apigateway-any-method")
+        assert op is not None, f"GET {path} -> {resource_path}: API Gateway would answer 403"
+        assert "${ApiFunction.Arn}" in op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        assert {"CognitoAuthorizer": []} not in op.get("security", []), f"GET {path} needs a token"
 
 
 @pytest.mark.slow

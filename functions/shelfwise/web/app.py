@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from shelfwise import __version__
 from shelfwise.services import Services
 from shelfwise.settings import Settings, get_settings
-from shelfwise.web import errors
+from shelfwise.web import docs, errors
 from shelfwise.web.routers import conversations, health, inventory, titles
 
 
@@ -19,9 +19,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         title="shelfwise",
         version=__version__,
         summary="Retail inventory API with a chat assistant that can see the stock",
+        docs_url=None,  # web.docs serves /docs with its own assets (no CDN)
+        redoc_url=None,
     )
     app.state.services = services or Services(settings)
     errors.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(inventory.router)
     app.include_router(conversations.router)
