@@ -17,7 +17,11 @@ from shelfwise import __version__
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHELFWISE_", extra="ignore", frozen=True)
+    # An empty variable means unset: template.yaml declares every setting with "" (so that `sam local
+    # --env-vars` may set it), and "" must then leave the default in place.
+    model_config = SettingsConfigDict(
+        env_prefix="SHELFWISE_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     # Storage
     table_name: str = Field(default="shelfwise", description="DynamoDB table holding everything")

@@ -45,6 +45,35 @@ def test_bad_conversation_input(client: TestClient, user: dict[str, str]) -> Non
     assert client.get("/conversations", headers=user).json()["items"] == []
 
 
+def test_a_client_may_choose_the_conversation_id(client: TestClient, user: dict[str, str]) -> None:
+    chosen = "c0ffee0000000000000000000000beef"
+    created = client.post("/conversations", json={"id": chosen}, headers=user)
+    assert created.status_code == 201
+    assert created.json()["id"] == chosen
+    assert created.headers["Location"] == f"/conversations/{chosen}"
+    again = client.post("/conversations", json={"id": chosen, "title": "twice"}, headers=user)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_exists"
+    assert client.get(f"/conversations/{chosen}", headers=user).json()["title"] is None  # unchanged
+    # Ids live under their user's key: another user may hold the same one, and sees only theirs.
+    other = bearer("mallory")
+    assert (
+        client.post("/conversations", json={"id": chosen, "title": "hers"}, headers=other).status_code == 201
+    )
+    assert client.get(f"/conversations/{chosen}", headers=user).json()["title"] is None
+    for bad in (
+        "C0FFEE0000000000000000000000BEEF",
+        "c0ffee",
+        "../../etc",
+        "c0ffee00-0000-0000-0000-00000000beef",
+    ):
+        refused = client.post("/conversations", json={"id": bad}, headers=user)
+        assert refused.status_code == 422, bad
+    # Deleted, the id may be used again.
+    assert client.delete(f"/conversations/{chosen}", headers=user).status_code == 204
+    assert client.post("/conversations", json={"id": chosen}, headers=user).status_code == 201
+
+
 def test_another_users_conversation_is_404_on_every_route(client: TestClient, user: dict[str, str]) -> None:
     mine = client.post("/conversations", json={"title": "mine"}, headers=user).json()["id"]
     other = bearer("mallory")

@@ -64,6 +64,7 @@ EXPECTED: dict[str, tuple[int, Any]] = {
     "adjustments-list.json": (200, lambda b: b["items"] == []),
     "inventory-value.json": (200, lambda b: b["products"] == 40 and b["value"] > 0),
     "inventory-low-stock.json": (200, lambda b: 0 < len(b["items"]) <= 10),
+    "prompts-list.json": (200, lambda b: "inventory-assistant" in {p["key"] for p in b["items"]}),
 }
 
 
@@ -122,6 +123,44 @@ STREAM_EXPECTED: dict[str, tuple[int, Any]] = {
 }
 
 
+# The conversation payloads chain, in this order, on one table: the conversation that
+# api/conversation-create.json creates (a client-chosen id) is the one stream/message-post.json talks
+# in, and the others read, title, rename and delete it. Each step: file, status, check on the body.
+CONVERSATION_CHAIN: list[tuple[str, int, Any]] = [
+    (
+        "api/conversation-create.json",
+        201,
+        lambda b: (b["id"], b["message_count"], b["title"]) == (STREAM_CONVERSATION, 0, None),
+    ),
+    ("api/conversations-list.json", 200, lambda b: [c["id"] for c in b["items"]] == [STREAM_CONVERSATION]),
+    ("stream/message-post.json", 200, lambda p: [n for n, _ in sse_events(p)][-1] == "done"),
+    (
+        "api/messages-list.json",
+        200,
+        lambda b: (
+            [(m["role"], m["status"]) for m in b["items"]]
+            == [("user", "complete"), ("assistant", "complete")]
+            and "17 Essential Tee in black, size M" in b["items"][1]["content"]
+        ),
+    ),
+    (
+        "api/conversation-title.json",
+        202,
+        lambda b: (b["conversation_id"], b["status"]) == (STREAM_CONVERSATION, "requested"),
+    ),
+    (
+        "api/conversation-patch.json",
+        200,
+        lambda b: (b["title"], b["title_source"]) == ("Black tee stock", "user"),
+    ),
+    ("api/conversation-get.json", 200, lambda b: (b["title"], b["message_count"]) == ("Black tee stock", 2)),
+    ("api/conversation-create.json", 409, lambda b: b["error"]["code"] == "already_exists"),
+    ("api/conversation-delete.json", 204, None),
+    ("api/conversation-get.json", 404, lambda b: b["error"]["code"] == "not_found"),
+]
+# Files under events/ that are not payloads: the --env-vars files of `sam local` (tests/e2e checks them).
+NOT_EVENTS = {"env.local.json", "env.start-api.json"}
+
 # Folders of events/ whose payloads another module replays (through their own function's handler).
 REPLAYED_ELSEWHERE = {"titles": Path(__file__).with_name("test_titles_events.py")}
 
@@ -132,7 +171,12 @@ def test_every_event_file_is_covered() -> None:
     for module in REPLAYED_ELSEWHERE.values():
         assert module.is_file(), module
     replayed = {EVENTS / name for name in EXPECTED} | {STREAM_EVENTS / name for name in STREAM_EXPECTED}
-    here = [p for p in ALL_EVENTS.rglob("*") if p.is_file() and p.parent.name not in REPLAYED_ELSEWHERE]
+    replayed |= {ALL_EVENTS / name for name, _, _ in CONVERSATION_CHAIN}
+    here = [
+        p
+        for p in ALL_EVENTS.rglob("*")
+        if p.is_file() and p.parent.name not in REPLAYED_ELSEWHERE and p.name not in NOT_EVENTS
+    ]
     assert sorted(here) == sorted(replayed)
 
 
@@ -202,3 +246,37 @@ def test_stream_event_replays_through_the_streaming_loop(name: str, stream_funct
         ).items
         assert stored[-1].role == "assistant"
         assert stored[-1].status == "complete"
+
+
+def test_conversation_events_chain_through_the_real_handlers(
+    offline_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conversation payloads in the order a newcomer runs them (README, "Invoke the functions with
+    sam local"): ApiFunction's handler in process and ChatStreamFunction's loop as a subprocess, both on
+    one embedded DynamoDB table."""
+    offline_model.reset()
+    with stream_stack(offline_model, table="events-chain") as stack:
+        settings = stack.services.settings
+        monkeypatch.setenv("SHELFWISE_TABLE_NAME", settings.table_name)
+        monkeypatch.setenv("SHELFWISE_DYNAMODB_ENDPOINT_URL", settings.dynamodb_endpoint_url)
+        monkeypatch.setenv("SHELFWISE_AUTH_MODE", "cognito")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ApiFunction")
+        for cached in (get_settings, dynamodb_client, api._handler):
+            cached.cache_clear()
+        try:
+            for step, (name, status, check) in enumerate(CONVERSATION_CHAIN):
+                event = json.loads((ALL_EVENTS / name).read_text())
+                if name.startswith("stream/"):
+                    response = stack.api.wait_response(stack.api.invoke(event))
+                    assert response.prelude["statusCode"] == status, (step, name, response.payload)
+                    assert check(response.payload), (step, name, response.payload)
+                    continue
+                answer = api.lambda_handler(event, FakeContext())
+                assert answer["statusCode"] == status, (step, name, answer.get("body"))
+                if check is not None:
+                    assert check(json.loads(answer["body"])), (step, name, answer["body"])
+        finally:
+            for cached in (get_settings, dynamodb_client, api._handler):
+                cached.cache_clear()

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 PromptKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+# A conversation id: 32 lowercase hex digits (a uuid4 without dashes when the server makes it).
+ConversationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 TitleSource = Literal["user", "generated"]
 Role = Literal["user", "assistant"]
 Status = Literal["complete", "interrupted"]
@@ -17,6 +19,8 @@ _STRICT = ConfigDict(extra="forbid")
 
 class ConversationIn(BaseModel):
     model_config = _STRICT
+    # A client may choose the id (an offline client, a replayable sam local event); taken: 409.
+    id: ConversationId | None = None
     prompt_key: PromptKey | None = None
     title: Title | None = None
 

@@ -264,7 +264,7 @@ class ChatService:
         persona = self.prompts.persona(data.prompt_key)
         at = clock.now_iso()
         conversation = Conversation(
-            id=uuid.uuid4().hex,
+            id=data.id or uuid.uuid4().hex,
             title=data.title,
             title_source="user" if data.title else None,
             prompt_key=persona.key,

@@ -11,7 +11,7 @@ from typing import Any
 
 from shelfwise import clock
 from shelfwise.chat.models import Conversation, Message, SummaryState, ToolCallRecord
-from shelfwise.errors import Conflict, NotFound, TurnInProgress
+from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page
 from shelfwise.storage import keys
 from shelfwise.storage.codec import decode_cursor, decode_item, encode_cursor, encode_item, to_attr
@@ -102,12 +102,17 @@ class ConversationRepository:
             "activity_pk": keys.user_pk(user_id),
             "activity_sk": keys.activity_sk(conversation.updated_at, conversation.id),
         }
-        self.db.call(
-            "put_item",
-            TableName=self.db.table,
-            Item=encode_item(item),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+        try:
+            self.db.call(
+                "put_item",
+                TableName=self.db.table,
+                Item=encode_item(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ConditionFailed as exc:  # only a client-chosen id can be taken
+            raise AlreadyExists(
+                f"conversation {conversation.id} already exists", conversation_id=conversation.id
+            ) from exc
 
     def _get_item(self, user_id: str, conversation_id: str) -> dict[str, Any]:
         out = self.db.call(
