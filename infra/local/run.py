@@ -141,7 +141,7 @@ def start_database(options: Options, hosts: tuple[str, ...]) -> Database:
         try:
             find_jar()
         except DynamoDBLocalError:
-            _say("database: DynamoDB Local is not installed (npm installs it): falling back to moto, in memory")
+            _say("database: DynamoDB Local is not installed (npm installs it); falling back to moto")
         else:
             if options.fresh and options.data_dir.exists():
                 shutil.rmtree(options.data_dir)
