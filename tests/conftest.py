@@ -2,7 +2,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.dynamodb", "tests.fixtures.app"]
+pytest_plugins = ["tests.fixtures.dynamodb", "tests.fixtures.app", "tests.fixtures.sam"]
 
 
 @pytest.fixture(autouse=True, scope="session")

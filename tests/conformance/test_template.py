@@ -586,13 +586,9 @@ def test_sam_validate_lint_is_clean() -> None:
 
 
 @pytest.fixture(scope="module")
-def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One `sam build` per session (offline apart from the package index; about 20 s warm)."""
-    _require(SAM_ENV / "bin" / "sam")
-    build_dir = tmp_path_factory.mktemp("sam-build") / "build"
-    proc = _run([SAM_WRAPPER, "build", "--build-dir", build_dir], timeout=900)
-    assert proc.returncode == 0, _explain(proc)
-    return build_dir
+def sam_build(sam_build_dir: Path) -> Path:
+    """The session's one `sam build` (tests/fixtures/sam.py), shared with the sam local tests."""
+    return sam_build_dir
 
 
 def _layer_python(build_dir: Path) -> Path:
