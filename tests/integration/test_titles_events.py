@@ -27,6 +27,8 @@ TABLE = "shelfwise-title-events"
 FIRST_QUESTIONS = {
     "8d2f61c04b7e4a9e9f3a5c1d7e0b2a64": "How many black hoodies in M do we have?",
     "c5e07a9d31f24b8c8e6d4f2a1b9c0e37": "What is low on stock?",
+    # events/api/conversation-create.json's, asked by events/stream/message-post.json
+    "c0ffee0000000000000000000000beef": "How many black Essential Tees in M do we have?",
 }
 # What each payload must leave behind: conversation id -> title.
 EXPECTED: dict[str, dict[str, str]] = {
@@ -34,6 +36,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "8d2f61c04b7e4a9e9f3a5c1d7e0b2a64": "Black hoodie stock check",  # a first title
         "c5e07a9d31f24b8c8e6d4f2a1b9c0e37": "Low stock review",  # a refresh
     },
+    # after events/api/conversation-title.json asked for one
+    "conversation-title.json": {"c0ffee0000000000000000000000beef": "Black tee stock check"},
 }
 
 
