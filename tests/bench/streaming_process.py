@@ -1,24 +1,30 @@
-"""Streaming through `make run`'s own stack in a separate process, so the client, the server and
-the model do not share one interpreter: time to first token and chunk gaps as a client sees them,
-against the same request sent straight to the stack's offline model, in the same run.
+"""Streaming through `make run`'s own stack (DynamoDB Local, the offline model, the app under uvicorn),
+started in a process of its own exactly as a user starts it (tests.fixtures.local_stack), so the
+client, the server and the model do not share one interpreter.
 
-The turn's storage calls (read the conversation, store the user's message) are replayed from here
-against the stack's embedded DynamoDB to give `storage_ms`, which `added_by_transport_ms` leaves out.
-BENCH_STREAMS (default 20); the stack's offline model paces at SHELFWISE_OFFLINE_DELAY_MS=20.
+- `streaming.local_process.ttft`: time to first token through the stack vs the same request sent
+  straight to the stack's offline model, interleaved, medians. The turn's storage calls (read the
+  conversation, store the user's message) are replayed from here against the stack's DynamoDB Local
+  to give `storage_ms`; `added_beyond_storage_ms` is what is left once they are taken out.
+- `streaming.local_process.gap_p99`: p99 of the gaps between chunks, same streams.
+- `streaming.local_process.concurrent_ttft` / `.concurrent_errors`: 100 streamed turns at once on 100
+  distinct conversations (created first) from one client: time to first token under that load vs a
+  single turn alone, and the errors (a non-200, an `error` event, a stream without `done`).
+
+BENCH_STREAMS (default 20); the stack's offline model paces at SHELFWISE_OFFLINE_DELAY_MS=20. The
+stack keeps its data in a temporary folder, never in the user's .local/.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import re
-import signal
-import socket
-import subprocess
-import sys
+import statistics
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,57 +34,132 @@ from shelfwise.chat.personas import library
 from shelfwise.observability import logger
 from shelfwise.services import Services
 from shelfwise.settings import Settings
-from tests.bench.streaming import QUESTION, _through_app, gap_result, time_storage, ttft_result
+from tests.bench.streaming import QUESTION, _direct, gap_result, time_storage, ttft_result
+from tests.fixtures.local_stack import LocalStack
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class _Model:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+CONCURRENT = 100
+ALONE = 7  # single turns whose median is the concurrent result's baseline
+TARGET_ADDED_MS = 30.0
+DELAY_MS = "20"
 
 
-def _start_stack(port: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "SHELFWISE_OFFLINE_DELAY_MS": "20",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-    env.pop("OPENAI_API_KEY", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.run"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+@dataclass
+class Turn:
+    """One streamed turn as the client saw it."""
+
+    status: int = 0
+    first: float | None = None  # seconds from the request to the first `delta`
+    gaps: list[float] = field(default_factory=list)
+    done: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.done and not self.errors
+
+
+def limits_free_client(**kwargs: Any) -> httpx.AsyncClient:
+    """One client for many streams at once: no pool limit, generous timeouts (a slow answer under
+    load is measured, not cut)."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        timeout=httpx.Timeout(120.0, connect=30.0, pool=None),
+        **kwargs,
     )
-    found: dict[str, str] = {}
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    for line in process.stdout:
-        if m := re.search(r"OFFLINE model on (http://\S+)", line):
-            found["model"] = m.group(1)
-        elif m := re.search(r"database: .+? on (http://\S+), table (\S+)", line):
-            found["db"], found["table"] = m.group(1), m.group(2)
-        elif line.startswith("eyJ"):
-            found["token"] = line.strip()
-        elif "Ctrl-C stops everything" in line:
-            break
-        if time.monotonic() > deadline:
-            break
-    if not {"model", "db", "table", "token"} <= set(found):
-        process.kill()
-        raise RuntimeError(f"make run's stack did not come up: {found}")
-    return process, found
+
+
+async def new_conversation(http: httpx.AsyncClient, stack: LocalStack) -> str:
+    created = await http.post(f"{stack.url}/conversations", json={}, headers=stack.headers)
+    created.raise_for_status()
+    conversation_id: str = created.json()["id"]
+    return conversation_id
+
+
+async def stream_turn(
+    http: httpx.AsyncClient, stack: LocalStack, conversation_id: str, content: str = QUESTION
+) -> Turn:
+    turn = Turn()
+    started = time.perf_counter()
+    arrivals: list[float] = []
+    try:
+        async with http.stream(
+            "POST",
+            f"{stack.url}/conversations/{conversation_id}/messages",
+            json={"content": content},
+            headers=stack.headers,
+        ) as response:
+            turn.status = response.status_code
+            if response.status_code != 200:
+                turn.errors.append(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
+                return turn
+            event = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    if event == "delta":
+                        arrivals.append(time.perf_counter())
+                    elif event == "done":
+                        turn.done = True
+                    elif event == "error":
+                        turn.errors.append(line[6:200])
+    except httpx.HTTPError as exc:
+        turn.errors.append(f"{type(exc).__name__}: {exc}")
+    if arrivals:
+        turn.first = arrivals[0] - started
+        turn.gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    if not turn.done and not turn.errors:
+        turn.errors.append("the stream ended without `done`")
+    return turn
+
+
+def _ttft(stack: LocalStack, streams: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    class Model:  # what _direct needs of an OfflineModel
+        base_url = stack.model_url
+
+    messages = [
+        {"role": "system", "content": library().persona(None).system_prompt},
+        {"role": "user", "content": QUESTION},
+    ]
+
+    async def measure() -> tuple[list[float], list[float], list[float], list[float]]:
+        app_first: list[float] = []
+        app_gaps: list[float] = []
+        direct_first: list[float] = []
+        direct_gaps: list[float] = []
+        async with limits_free_client() as http:
+            for _ in range(2):  # warm both paths (imports, pools, the JIT)
+                await stream_turn(http, stack, await new_conversation(http, stack))
+                await _direct(Model, messages)  # type: ignore[arg-type]
+            for _ in range(streams):
+                first, gaps = await _direct(Model, messages)  # type: ignore[arg-type]
+                direct_first.append(first)
+                direct_gaps += gaps
+                turn = await stream_turn(http, stack, await new_conversation(http, stack))
+                if not turn.ok or turn.first is None:
+                    raise RuntimeError(f"a turn failed: {turn}")
+                app_first.append(turn.first)
+                app_gaps += turn.gaps
+        return app_first, app_gaps, direct_first, direct_gaps
+
+    return asyncio.run(measure())
+
+
+def _concurrent(stack: LocalStack) -> tuple[list[float], list[Turn], float]:
+    async def measure() -> tuple[list[float], list[Turn], float]:
+        async with limits_free_client() as http:
+            alone: list[float] = []
+            for _ in range(ALONE):
+                turn = await stream_turn(http, stack, await new_conversation(http, stack))
+                if not turn.ok or turn.first is None:
+                    raise RuntimeError(f"a single turn failed: {turn}")
+                alone.append(turn.first)
+            conversations = [await new_conversation(http, stack) for _ in range(CONCURRENT)]
+            started = time.perf_counter()
+            turns = await asyncio.gather(*(stream_turn(http, stack, c) for c in conversations))
+            return alone, list(turns), time.perf_counter() - started
+
+    return asyncio.run(measure())
 
 
 def run() -> Iterator[dict[str, Any]]:
@@ -87,55 +168,54 @@ def run() -> Iterator[dict[str, Any]]:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "local")
     streams = int(os.environ.get("BENCH_STREAMS", "20"))
-    port = _free_port()
-    process, stack = _start_stack(port)
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {stack['token']}"}
-    messages = [
-        {"role": "system", "content": library().persona(None).system_prompt},
-        {"role": "user", "content": QUESTION},
-    ]
-    try:
-
-        async def measure() -> tuple[list[float], list[float], list[float], list[float]]:
-            from tests.bench.streaming import _direct
-
-            app_first: list[float] = []
-            app_gaps: list[float] = []
-            direct_first: list[float] = []
-            direct_gaps: list[float] = []
-            model = _Model(stack["model"])
-            async with httpx.AsyncClient(timeout=60) as http:
-                await _through_app(http, url, headers)
-                await _direct(model, messages)  # type: ignore[arg-type]
-                for _ in range(streams):
-                    first, gaps = await _direct(model, messages)  # type: ignore[arg-type]
-                    direct_first.append(first)
-                    direct_gaps += gaps
-                    first, gaps, _ok = await _through_app(http, url, headers)
-                    app_first.append(first)
-                    app_gaps += gaps
-            return app_first, app_gaps, direct_first, direct_gaps
-
-        app_first, app_gaps, direct_first, direct_gaps = asyncio.run(measure())
+    with (
+        tempfile.TemporaryDirectory(prefix="shelfwise-bench-") as data,
+        LocalStack(data_dir=Path(data), SHELFWISE_OFFLINE_DELAY_MS=DELAY_MS) as stack,
+    ):
+        app_first, app_gaps, direct_first, direct_gaps = _ttft(stack, streams)
         settings = Settings(
-            table_name=stack["table"],
-            dynamodb_endpoint_url=stack["db"],
+            table_name=stack.table,
+            dynamodb_endpoint_url=stack.db_url,
             auth_mode="local",
-            openai_base_url="x",
+            openai_base_url="http://unused.invalid/v1",
         )
         storage = time_storage(Services(settings).chat, "bench-storage", streams)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    yield ttft_result(
+        alone, turns, seconds = _concurrent(stack)
+        kind = stack.db_kind
+    ttft = ttft_result(
         "streaming.local_process.ttft",
         app_first,
         direct_first,
         storage,
-        target_added_ms=5,
-        detail={"streams": streams, "stack": "make run (embedded DynamoDB, offline model at 20 ms/chunk)"},
+        target_added_ms=TARGET_ADDED_MS,
+        detail={
+            "streams": streams,
+            "stack": f"make run ({kind}, offline model at {DELAY_MS} ms/chunk)",
+            "target": "ratio for target_added_ms over this run's baseline",
+        },
     )
+    ttft["target"] = round((ttft["baseline"] + TARGET_ADDED_MS) / ttft["baseline"], 3)
+    yield ttft
     yield gap_result("streaming.local_process.gap_p99", app_gaps, direct_gaps, target_added_ms=1)
+    loaded = [t.first for t in turns if t.first is not None]
+    failed = [t for t in turns if not t.ok]
+    ms = 1000.0
+    yield {
+        "name": "streaming.local_process.concurrent_ttft",
+        "value": round(statistics.median(loaded) * ms, 2) if loaded else float("nan"),
+        "unit": "ms",
+        "baseline": round(statistics.median(alone) * ms, 2),
+        "p90_ms": round(sorted(loaded)[int(0.9 * (len(loaded) - 1))] * ms, 2) if loaded else None,
+        "seconds": round(seconds, 2),
+        "detail": f"median of {CONCURRENT} streamed turns at once (distinct conversations, one client) "
+        f"vs the median of {ALONE} single turns",
+    }
+    yield {
+        "name": "streaming.local_process.concurrent_errors",
+        "value": len(failed),
+        "unit": "errors",
+        "baseline": CONCURRENT,
+        "target": 0,
+        "errors": sorted({e for t in failed for e in t.errors})[:5],
+        "detail": "non-200s, `error` events and streams without `done` among the concurrent turns",
+    }
