@@ -107,9 +107,9 @@ class Stack:
     def invoke(self, function: str, event: str) -> bytes:
         """`sam local invoke FUNCTION -e events/EVENT`: what the function answered (SAM's stdout).
 
-        Emulated, the container's emulator now and then never answers (seen in about one invoke in
-        five here, always before the function logged anything): then SAM gives up at the function's
-        timeout, and the invoke is tried once more."""
+        Emulated, the container now and then never answers (seen twice in a few dozen invokes here,
+        each time the first of a run, before the function logged anything; the cause is not known):
+        then SAM gives up at the function's timeout, and the invoke is tried once more."""
         for attempt in (1, 2):
             started = time.monotonic()
             proc = self.sam("local", "invoke", function, "-e", str(EVENTS / event))
