@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack, closing
@@ -187,6 +188,21 @@ def prepare_table(client: DynamoDBClient, table_name: str) -> bool:
     return not client.scan(TableName=table_name, Limit=1).get("Items")
 
 
+def _banner(server: Any, url: str, token: str) -> None:
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.01)
+    _say(f"API       {url}")
+    _say(f"API docs  {url}/docs")
+    _say("admin dev token (12 h; `make dev-token USER_ID=alice` for a non-admin one):")
+    print(token, flush=True)
+    _say("try it in another terminal:")
+    print(f"  TOKEN={token}", flush=True)
+    print(f"  curl -H \"Authorization: Bearer $TOKEN\" '{url}/products?limit=3'", flush=True)
+    _say("Ctrl-C stops everything")
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
     try:
         options = Options.from_env(os.environ if env is None else env)
@@ -273,34 +289,35 @@ def _serve(options: Options) -> int:
             _say(f"demo inventory: {count} products ({time.perf_counter() - started:.1f}s)")
         else:
             _say(f"demo inventory: kept from the last run ({time.perf_counter() - started:.1f}s)")
-        pump = StreamPump(
-            endpoint_url=endpoint,
-            table_name=TABLE_NAME,
-            handler=make_handler(lambda: app.state.services),
-            retake_idle_seconds=MOTO_RETAKE_IDLE_SECONDS if db.kind == "moto" else None,
-        ).start()
-        stack.callback(pump.stop, 1.0)
-        _say("stream pump: table stream -> TitleFunction (titles appear a moment after a first answer)")
+        from shelfwise.entry import purge
+
+        for function, handler in (("TitleFunction", make_handler), ("PurgeFunction", purge.make_handler)):
+            pump = StreamPump(
+                endpoint_url=endpoint,
+                table_name=TABLE_NAME,
+                function=function,
+                handler=handler(lambda: app.state.services),
+                retake_idle_seconds=MOTO_RETAKE_IDLE_SECONDS if db.kind == "moto" else None,
+            ).start()
+            stack.callback(pump.stop, 1.0)
+        _say("stream pumps: table stream -> TitleFunction (titles appear a moment after a first answer)")
+        _say("              and PurgeFunction (a deleted product's history is removed)")
         if options.lambda_mode:
             _say(f"Lambda containers: DynamoDB Local on {hosts[1]}:{options.db_port}, the model on")
             _say(f"       {hosts[1]}:{options.offline_port} (the ports events/env.local.json names)")
         token = issue_dev_token(settings, "admin", admin=True)
-        url = f"http://{host}:{port}"
-        _say(f"API       {url}")
-        _say(f"API docs  {url}/docs")
-        _say("admin dev token (12 h; `make dev-token USER_ID=alice` for a non-admin one):")
-        print(token, flush=True)
-        _say("try it in another terminal:")
-        print(f"  TOKEN={token}", flush=True)
-        print(f"  curl -H \"Authorization: Bearer $TOKEN\" '{url}/products?limit=3'", flush=True)
-        _say("Ctrl-C stops everything")
-        uvicorn.run(
-            FlushMetrics(app),
-            host=host,
-            port=port,
-            log_level=os.environ.get("LOG_LEVEL", "warning").lower(),
-            timeout_graceful_shutdown=1,  # open streams are cut after 1 s: Ctrl-C is quick
+        server = uvicorn.Server(
+            uvicorn.Config(
+                FlushMetrics(app),
+                host=host,
+                port=port,
+                log_level=os.environ.get("LOG_LEVEL", "warning").lower(),
+                timeout_graceful_shutdown=1,  # open streams are cut after 1 s: Ctrl-C is quick
+            )
         )
+        # The rest of the banner once the app listens: the printed commands work the moment they show.
+        threading.Thread(target=_banner, args=(server, f"http://{host}:{port}", token), daemon=True).start()
+        server.run()
     except KeyboardInterrupt:
         pass  # Ctrl-C before the server was up: stop what started
     finally:

@@ -162,7 +162,10 @@ CONVERSATION_CHAIN: list[tuple[str, int, Any]] = [
 NOT_EVENTS = {"env.local.json", "env.start-api.json"}
 
 # Folders of events/ whose payloads another module replays (through their own function's handler).
-REPLAYED_ELSEWHERE = {"titles": Path(__file__).with_name("test_titles_events.py")}
+REPLAYED_ELSEWHERE = {
+    "titles": Path(__file__).with_name("test_titles_events.py"),
+    "purge": Path(__file__).with_name("test_purge_events.py"),
+}
 
 
 def test_every_event_file_is_covered() -> None:

@@ -78,6 +78,7 @@ def test_only_records_of_conversations_needing_a_title_pass(ddb: DynamoTarget, m
     second = {"category": "tees", "name": "Second Tee", "color": "ink", "price": 18}
     inventory.create_product(ProductIn.model_validate(second), actor="ada")
     inventory.delete_product(product.sku, actor="ada")
+    assert inventory.purge_product(product.sku) == 3  # the product, variant M and its adjustment
 
     # Conversations and messages.
     chat, titles = services.chat, services.titles

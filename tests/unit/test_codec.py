@@ -33,7 +33,7 @@ def test_floats_are_refused() -> None:
 
 
 def test_cursor_is_url_safe_and_round_trips() -> None:
-    key = {"pk": {"S": "PRODUCT#TE-0001"}, "sk": {"S": "VARIANT#M/?&="}}
+    key = {"pk": "PRODUCT#TE-0001", "sk": "VARIANT#M/?&="}
     cursor = encode_cursor(key)
     assert all(c.isalnum() or c in "-_" for c in cursor)
     assert decode_cursor(cursor, names=["pk", "sk"]) == key
@@ -43,9 +43,9 @@ def test_cursor_is_url_safe_and_round_trips() -> None:
     "cursor",
     [
         "not base64 at all!",
-        encode_cursor({"pk": {"S": "x"}}),  # missing attribute
-        encode_cursor({"pk": {"S": "x"}, "sk": {"S": "y"}, "extra": {"S": "z"}}),
-        encode_cursor({"pk": {"S": "USER#mallory"}, "sk": {"S": "y"}}),  # another partition
+        encode_cursor({"pk": "x"}),  # missing attribute
+        encode_cursor({"pk": "x", "sk": "y", "extra": "z"}),
+        encode_cursor({"pk": "USER#mallory", "sk": "y"}),  # another partition
     ],
 )
 def test_bad_or_foreign_cursors_are_refused(cursor: str) -> None:

@@ -199,11 +199,11 @@ class TitleService:
         """Ask for a fresh generated title (POST /conversations/{id}/title). The change reaches
         TitleFunction through the table's stream; the answer does not wait for it."""
         ref = ConversationRef(user_id, conversation_id)
-        marked, item = self.repo.request(ref, uuid.uuid4().hex)
-        if not marked:
-            if item is None or item.get("deleting"):
+        refused = self.repo.request(ref, uuid.uuid4().hex)
+        if refused is not None:
+            if refused.gone:
                 raise NotFound("conversation not found", conversation_id=conversation_id)
-            if item.get("title_source") == "user":
+            if refused.user_title:
                 raise TitleSetByUser(
                     "this conversation's title was set by its user and is kept; PATCH it to rename it",
                     conversation_id=conversation_id,

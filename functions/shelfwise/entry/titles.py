@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shelfwise.observability import logger, metrics, tracer
 from shelfwise.settings import get_settings
-from shelfwise.storage.titles import conversation_ref
+from shelfwise.storage.titles import ConversationRef
 
 if TYPE_CHECKING:
     from shelfwise.services import Services
@@ -41,6 +41,14 @@ class OutOfTime(Exception):
     """Too little of the invocation is left to title this record; Lambda will deliver it again."""
 
 
+def _conversation(record: DynamoDBRecord) -> ConversationRef | None:
+    """The conversation a stream record is about (its key), None when it is about anything else."""
+    stream = record.dynamodb
+    found = (stream.keys if stream is not None else None) or {}
+    pk, sk = found.get("pk"), found.get("sk")
+    return ConversationRef.of_key(pk, sk) if isinstance(pk, str) and isinstance(sk, str) else None
+
+
 def make_handler(services: Callable[[], Services]) -> Handler:
     """The TitleFunction handler over `services()` (called on first use, not here)."""
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -49,7 +57,7 @@ def make_handler(services: Callable[[], Services]) -> Handler:
         titles = services().titles
 
         def record_handler(record: DynamoDBRecord) -> str:
-            ref = conversation_ref(record.raw_event)
+            ref = _conversation(record)
             if ref is None:  # the filter should not let these through; say so, do not fail
                 logger.warning(
                     "stream record is not about a conversation", extra={"event_id": record.event_id}

@@ -7,7 +7,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from shelfwise import clock
-from shelfwise.errors import AlreadyExists, InsufficientStock, InvalidInput, NotFound
+from shelfwise.errors import AlreadyExists, InsufficientStock, InvalidInput, NotFound, StorageUnavailable
 from shelfwise.inventory.models import (
     SIZE_PATTERN,
     SKU_PREFIX,
@@ -53,7 +53,7 @@ class InventoryService:
             logger.info("product created", extra={"sku": sku, "actor": actor})
             metrics.add_metric(name="ProductsCreated", unit="Count", value=1)
             return product
-        raise AlreadyExists("could not allocate a free SKU, retry", category=data.category.value)
+        raise StorageUnavailable("could not allocate a free SKU, retry", category=data.category.value)
 
     def import_products(self, products: list[ProductIn], *, actor: str) -> list[str]:
         """Load many new products at once (a catalog import): SKUs are allocated atomically as for
@@ -99,9 +99,20 @@ class InventoryService:
         return self.repo.get_product(sku)
 
     def delete_product(self, sku: str, *, actor: str) -> None:
+        """Hide the product and its variants at once (every listing and total); the stock history is
+        purged afterwards, off the request path (`purge_product`, run from the table's stream)."""
         sku = _normalise_sku(sku)
         self.repo.delete_product(sku)
         logger.info("product deleted", extra={"sku": sku, "actor": actor})
+
+    def purge_product(self, sku: str) -> int:
+        """Remove a deleted product's items and stock history for good; 0 for a product that is not
+        deleted (a live product is never purged). Returns the items removed."""
+        removed = self.repo.purge_product(sku)
+        if removed:
+            metrics.add_metric(name="ProductsPurged", unit="Count", value=1)
+            logger.info("product purged", extra={"sku": sku, "items": removed})
+        return removed
 
     # -- variants and stock -------------------------------------------------------------------------
     def put_variant(self, sku: str, size: str, data: VariantIn, *, actor: str) -> tuple[Variant, bool]:
@@ -146,16 +157,13 @@ class InventoryService:
         units: dict[Category, int] = defaultdict(int)
         value: dict[Category, Decimal] = defaultdict(Decimal)
         products = variants = 0
-        price = Decimal(0)
-        for item in self.repo.iter_catalog():
-            category = Category(item["category"])
-            if item["type"] == "product":
-                products += 1
-                price = Decimal(item["price"])  # a product's variants follow it in catalog order
-            else:
+        for product in self.repo.catalog():
+            category = product.category
+            products += 1
+            for variant in product.variants:
                 variants += 1
-                units[category] += int(item["quantity"])
-                value[category] += price * int(item["quantity"])
+                units[category] += variant.quantity
+                value[category] += product.price * variant.quantity
         by_category = [
             CategoryValue(category=c, units=units[c], value=value[c].quantize(Decimal("0.01")))
             for c in Category
@@ -172,21 +180,7 @@ class InventoryService:
         )
 
     def low_stock(self, *, limit: int, cursor: str | None) -> Page[LowStockItem]:
-        rows, next_cursor = self.repo.low_stock(limit=limit, cursor=cursor)
-        products = self.repo.get_products([r["sku"] for r in rows])
-        items = [
-            LowStockItem(
-                sku=r["sku"],
-                size=r["size"],
-                quantity=r["quantity"],
-                reorder_level=r["reorder_level"],
-                name=products.get(r["sku"], {}).get("name"),
-                category=r.get("category"),
-                shortfall=max(0, int(r["reorder_level"]) - int(r["quantity"])),
-            )
-            for r in rows
-        ]
-        return Page(items=items, next_cursor=next_cursor)
+        return self.repo.low_stock(limit=limit, cursor=cursor)
 
 
 def _normalise_sku(sku: str) -> str:

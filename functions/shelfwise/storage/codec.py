@@ -69,16 +69,15 @@ def decode_item(raw: Mapping[str, AttributeValue]) -> Item:
     return {k: from_attr(v) for k, v in raw.items()}
 
 
-def encode_cursor(key: Mapping[str, AttributeValue]) -> str:
-    """An opaque, URL-safe cursor for a DynamoDB key (string attributes only)."""
-    plain = {k: v["S"] for k, v in sorted(key.items())}
-    raw = json.dumps(plain, separators=(",", ":")).encode()
+def encode_cursor(key: Mapping[str, str]) -> str:
+    """An opaque, URL-safe cursor for a page's last key (string attributes only)."""
+    raw = json.dumps(dict(sorted(key.items())), separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(
     cursor: str, *, names: Iterable[str], fixed: Mapping[str, str] | None = None
-) -> dict[str, AttributeValue]:
+) -> dict[str, str]:
     """Decode a cursor made by encode_cursor for a query over `names` key attributes.
 
     `fixed` pins attributes (the partition being queried): a cursor from another partition, another
@@ -97,4 +96,4 @@ def decode_cursor(
         or any(plain.get(k) != v for k, v in (fixed or {}).items())
     ):
         raise InvalidInput("cursor is not valid for this list", field="cursor")
-    return {k: {"S": v} for k, v in plain.items()}
+    return {str(k): str(v) for k, v in plain.items()}

@@ -1,19 +1,17 @@
-"""Products, variants, stock adjustments and SKU counters in the single table."""
+"""Products, variants, stock adjustments and SKU counters in the single table (see storage.items)."""
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
-from typing import Any
+from dataclasses import replace
 
 from shelfwise import clock
-from shelfwise.errors import AlreadyExists, Conflict, InsufficientStock, NotFound
+from shelfwise.errors import AlreadyExists, InsufficientStock, NotFound, StorageError, StorageUnavailable
 from shelfwise.inventory.models import (
     Adjustment,
     Category,
+    LowStockItem,
     Product,
     ProductIn,
     Variant,
@@ -21,90 +19,27 @@ from shelfwise.inventory.models import (
 )
 from shelfwise.pagination import Page
 from shelfwise.storage import keys
-from shelfwise.storage.codec import decode_cursor, decode_item, encode_cursor, encode_item, to_attr
-from shelfwise.storage.dynamo import ConditionFailed, Dynamo, TransactionCancelled
+from shelfwise.storage.codec import decode_cursor, encode_cursor
+from shelfwise.storage.dynamo import (
+    Action,
+    Change,
+    Check,
+    ConditionFailed,
+    Delete,
+    Dynamo,
+    Put,
+    TransactionCancelled,
+    backoff_seconds,
+)
+from shelfwise.storage.expressions import Update, absent, begins_with, eq, exists, ge
+from shelfwise.storage.items import AdjustmentItem, ProductItem, SkuCounterItem, VariantItem
 
-_CATALOG_KEY_NAMES = ("pk", "sk", "catalog_pk", "catalog_sk")
-_LOWSTOCK_KEY_NAMES = ("pk", "sk", "lowstock_pk", "lowstock_sk")
 # Upper bound on items one catalog request reads while filtering by name (keeps a request bounded;
 # the caller pages on with the cursor).
 _MAX_ITEMS_READ_PER_PAGE = 2_000
-
-
-def _product_item(sku: str, data: ProductIn, at: str) -> dict[str, Any]:
-    return {
-        **keys.product_key(sku),
-        "type": "product",
-        "sku": sku,
-        "category": data.category.value,
-        "name": data.name,
-        "color": data.color,
-        "price": data.price,
-        "collection": data.collection,
-        "coming_soon": data.coming_soon,
-        "created_at": at,
-        "updated_at": at,
-        "catalog_pk": keys.CATALOG,
-        "catalog_sk": keys.catalog_product_sk(data.category.value, sku),
-    }
-
-
-def _variant_item(
-    sku: str, category: str, size: str, data: VariantIn, version: int, at: str
-) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        **keys.variant_key(sku, size),
-        "type": "variant",
-        "sku": sku,
-        "size": size,
-        "category": category,
-        "quantity": data.quantity,
-        "reorder_level": data.reorder_level,
-        "version": version,
-        "updated_at": at,
-        "catalog_pk": keys.CATALOG,
-        "catalog_sk": keys.catalog_variant_sk(category, sku, size),
-    }
-    if data.quantity <= data.reorder_level:
-        item["lowstock_pk"] = keys.LOWSTOCK
-        item["lowstock_sk"] = keys.lowstock_sk(sku, size)
-    return item
-
-
-def _to_variant(item: dict[str, Any]) -> Variant:
-    return Variant(
-        size=item["size"],
-        quantity=item["quantity"],
-        reorder_level=item["reorder_level"],
-        updated_at=item["updated_at"],
-    )
-
-
-def _to_product(item: dict[str, Any], variants: list[Variant]) -> Product:
-    return Product(
-        sku=item["sku"],
-        category=Category(item["category"]),
-        name=item["name"],
-        color=item["color"],
-        price=Decimal(item["price"]),
-        collection=item.get("collection"),
-        coming_soon=bool(item.get("coming_soon", False)),
-        variants=sorted(variants, key=lambda v: _size_order(v.size)),
-        created_at=item["created_at"],
-        updated_at=item["updated_at"],
-    )
-
-
-_SIZE_RANK = {s: i for i, s in enumerate(["XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL", "ONE"])}
-
-
-def _size_order(size: str) -> tuple[int, float, str]:
-    if size in _SIZE_RANK:
-        return (0, _SIZE_RANK[size], size)
-    try:
-        return (1, float(size), size)
-    except ValueError:
-        return (2, 0.0, size)
+_LIVE_PRODUCT = exists("pk") & absent("deleted_at")
+# One transaction takes 100 actions: the product and up to 99 variants.
+_TRANSACTION = 100
 
 
 class InventoryRepository:
@@ -115,41 +50,31 @@ class InventoryRepository:
     # -- SKUs ---------------------------------------------------------------------------------------
     def allocate_sku_number(self, prefix: str) -> int:
         """Atomically take the next number of a prefix. A number once taken is never handed out again."""
-        out = self.db.call(
-            "update_item",
-            TableName=self.db.table,
-            Key=encode_item(keys.sku_counter_key(prefix)),
-            UpdateExpression="ADD next_number :one SET #type = :type",
-            ExpressionAttributeNames={"#type": "type"},
-            ExpressionAttributeValues={":one": to_attr(1), ":type": to_attr("counter")},
-            ReturnValues="UPDATED_NEW",
+        counter = self.db.update(
+            SkuCounterItem.key(prefix),
+            Update().add(**{SkuCounterItem.NEXT: 1}).set(type=SkuCounterItem.TYPE),
+            returning=True,
         )
-        return int(out["Attributes"]["next_number"]["N"])
+        assert counter is not None
+        return int(counter[SkuCounterItem.NEXT])
 
     # -- products -----------------------------------------------------------------------------------
     def create_product(self, sku: str, data: ProductIn) -> Product:
         at = clock.now_iso()
-        product = _product_item(sku, data, at)
-        actions: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.db.table,
-                    "Item": encode_item(product),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
+        product = ProductItem.new(sku, data, at)
+        variants = [
+            VariantItem(sku, v.size, product.category, v.quantity, v.reorder_level, version=1, updated_at=at)
+            for v in data.variants
         ]
-        variant_items = [
-            _variant_item(sku, data.category.value, v.size, v, version=1, at=at) for v in data.variants
-        ]
-        actions += [{"Put": {"TableName": self.db.table, "Item": encode_item(v)}} for v in variant_items]
         try:
-            self.db.call("transact_write_items", TransactItems=actions)
+            self.db.transact(
+                [Put(product.item(), absent("pk")), *(Put(v.item(), absent("pk")) for v in variants)]
+            )
         except TransactionCancelled as exc:
             if exc.failed(0):
                 raise AlreadyExists(f"product {sku} already exists", sku=sku) from exc
-            raise Conflict("the product changed while it was being created, retry", sku=sku) from exc
-        return _to_product(product, [_to_variant(v) for v in variant_items])
+            raise StorageError("a new product's variant slot was taken", sku=sku) from exc
+        return product.product(variants)
 
     def import_products(self, products: list[tuple[str, ProductIn]]) -> None:
         """Bulk-write new products with their variants (BatchWriteItem, 25 items a call).
@@ -158,99 +83,93 @@ class InventoryRepository:
         conditional, so it must only be given SKUs that nothing else can hold.
         """
         at = clock.now_iso()
-        requests: list[dict[str, Any]] = []
+        items = []
         for sku, data in products:
-            items = [_product_item(sku, data, at)] + [
-                _variant_item(sku, data.category.value, v.size, v, version=1, at=at) for v in data.variants
+            product = ProductItem.new(sku, data, at)
+            items.append(product.item())
+            items += [
+                VariantItem(sku, v.size, product.category, v.quantity, v.reorder_level, 1, at).item()
+                for v in data.variants
             ]
-            requests += [{"PutRequest": {"Item": encode_item(item)}} for item in items]
-        for i in range(0, len(requests), 25):
-            self._batch_write(requests[i : i + 25])
+        self.db.batch_write(puts=items)
+
+    def _read_product(self, sku: str) -> tuple[ProductItem | None, list[VariantItem]]:
+        """The product item and its variants (one Query from PRODUCT on: never the history)."""
+        product: ProductItem | None = None
+        variants: list[VariantItem] = []
+        for page in self.db.query_all(
+            eq("pk", keys.product_pk(sku)) & ge("sk", keys.PRODUCT_SK), consistent=True
+        ):
+            for item in page.items:
+                if item["type"] == ProductItem.TYPE:
+                    product = ProductItem.parse(item)
+                elif item["type"] == VariantItem.TYPE:
+                    variants.append(VariantItem.parse(item))
+        return product, variants
 
     def get_product(self, sku: str) -> Product:
-        items = [
-            decode_item(raw)
-            for page in self.db.query_pages(
-                KeyConditionExpression="pk = :pk AND sk >= :product",  # not the adjustment history
-                ExpressionAttributeValues={
-                    ":pk": to_attr(keys.product_pk(sku)),
-                    ":product": to_attr(keys.PRODUCT_SK),
-                },
-                ConsistentRead=True,
-            )
-            for raw in page.get("Items", [])
-        ]
-        product = next((i for i in items if i["type"] == "product"), None)
-        if product is None:
+        product, variants = self._read_product(sku)
+        if product is None or product.deleted_at:
             raise NotFound(f"product {sku} does not exist", sku=sku)
-        return _to_product(product, [_to_variant(i) for i in items if i["type"] == "variant"])
+        return product.product(variants)
 
-    def update_product(self, sku: str, changes: dict[str, Any]) -> None:
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {":updated_at": to_attr(clock.now_iso())}
-        sets = ["updated_at = :updated_at"]
-        removes = []
-        for i, (field, value) in enumerate(sorted(changes.items())):
-            names[f"#f{i}"] = field
-            if value is None:
-                removes.append(f"#f{i}")
-            else:
-                values[f":v{i}"] = to_attr(value)
-                sets.append(f"#f{i} = :v{i}")
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        request: dict[str, Any] = {
-            "TableName": self.db.table,
-            "Key": encode_item(keys.product_key(sku)),
-            "UpdateExpression": expression,
-            "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeValues": values,
-        }
-        if names:
-            request["ExpressionAttributeNames"] = names
+    def update_product(self, sku: str, changes: dict[str, object]) -> None:
         try:
-            self.db.call("update_item", **request)
+            self.db.update(
+                ProductItem.key(sku),
+                Update().set(**changes, updated_at=clock.now_iso()),
+                condition=_LIVE_PRODUCT,
+            )
         except ConditionFailed as exc:
             raise NotFound(f"product {sku} does not exist", sku=sku) from exc
 
     def delete_product(self, sku: str) -> None:
-        """Delete the product, its variants and its adjustment history (the whole partition)."""
+        """Hide the product and take its variants out of every index, in one transaction; the items
+        and the stock history are purged afterwards, outside the request (`purge_product`).
+
+        Repeatable: deleting a product that is already hidden succeeds again until it is purged."""
+        product, variants = self._read_product(sku)
+        if product is None:
+            raise NotFound(f"product {sku} does not exist", sku=sku)
+        if product.deleted_at:
+            return
+        at = clock.now_iso()
+        hide = Update().set(deleted_at=at, updated_at=at)
+        actions: list[Action] = [
+            Change(ProductItem.key(sku), hide.copy().remove("catalog_pk", "catalog_sk"), _LIVE_PRODUCT)
+        ]
+        actions += [
+            Change(VariantItem.key(sku, v.size), hide.copy().remove(*VariantItem.INDEX_KEYS), exists("pk"))
+            for v in variants
+        ]
         try:
-            self.db.call(
-                "delete_item",
-                TableName=self.db.table,
-                Key=encode_item(keys.product_key(sku)),
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except ConditionFailed as exc:
+            for i in range(0, len(actions), _TRANSACTION):  # the product goes first
+                self.db.transact(actions[i : i + _TRANSACTION])
+        except TransactionCancelled as exc:
+            if exc.failed(0) and (exc.item(0) or {}).get("deleted_at"):
+                return  # a concurrent DELETE hid it first
             raise NotFound(f"product {sku} does not exist", sku=sku) from exc
-        # The product item is gone first, so a half-finished delete never shows a product with
-        # missing variants; the rest is removed in batches (idempotent if retried).
-        self._delete_partition(keys.product_pk(sku))
 
-    def _delete_partition(self, pk: str) -> None:
-        batch: list[dict[str, Any]] = []
-        for page in self.db.query_pages(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": to_attr(pk)},
-            ProjectionExpression="pk, sk",
-        ):
-            for key in page.get("Items", []):
-                batch.append({"DeleteRequest": {"Key": key}})
-                if len(batch) == 25:
-                    self._batch_write(batch)
-                    batch = []
-        if batch:
-            self._batch_write(batch)
+    def purge_product(self, sku: str, *, workers: int = 8) -> int:
+        """Delete a hidden product's whole partition: stock history and variants, the product last
+        (a purge cut short is finished by the next one). Returns the items deleted; 0 when the
+        product is not hidden (never purge a live product)."""
+        product = self.db.get(ProductItem.key(sku), attributes=("deleted_at",))
+        if not product or not product.get("deleted_at"):
+            return 0
+        pk = keys.product_pk(sku)
+        deleted = 0
+        batches: list[list[keys.Key]] = []
+        for page in self.db.query_all(eq("pk", pk), attributes=("pk", "sk")):
+            rest = [k for k in page.items if k["sk"] != keys.PRODUCT_SK]
+            batches += [rest[i : i + 25] for i in range(0, len(rest), 25)]
+        if batches:
+            from concurrent.futures import ThreadPoolExecutor
 
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        pending = {self.db.table: requests}
-        for attempt in range(8):
-            out = self.db.call("batch_write_item", RequestItems=pending)
-            pending = out.get("UnprocessedItems") or {}
-            if not pending:
-                return
-            time.sleep(min(1.0, 0.05 * 2**attempt) * random.random())
-        raise Conflict("the database is busy; some items were not deleted, retry the delete")
+            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+                deleted = sum(pool.map(lambda batch: self.db.batch_write(deletes=batch), batches))
+        self.db.delete(ProductItem.key(sku))
+        return deleted + 1
 
     def list_products(
         self, *, category: Category | None, name_contains: str | None, limit: int, cursor: str | None
@@ -261,53 +180,44 @@ class InventoryRepository:
         A name filter is applied here rather than as a FilterExpression because the variant items
         carry no name (a FilterExpression saves no read capacity anyway).
         """
-        values: dict[str, Any] = {":catalog": to_attr(keys.CATALOG)}
-        condition = "catalog_pk = :catalog"
+        condition = eq("catalog_pk", keys.CATALOG)
         if category is not None:
-            condition += " AND begins_with(catalog_sk, :prefix)"
-            values[":prefix"] = to_attr(keys.catalog_category_prefix(category.value))
+            condition &= begins_with("catalog_sk", keys.catalog_category_prefix(category.value))
         start = (
-            decode_cursor(cursor, names=_CATALOG_KEY_NAMES, fixed={"catalog_pk": keys.CATALOG})
+            decode_cursor(cursor, names=ProductItem.CATALOG_KEYS, fixed={"catalog_pk": keys.CATALOG})
             if cursor
             else None
         )
-        if start and category is not None and not start["catalog_sk"]["S"].startswith(f"{category.value}#"):
+        if start and category is not None and not start["catalog_sk"].startswith(f"{category.value}#"):
             start = None  # a cursor from another filter: begin again rather than skip rows
         needle = name_contains.casefold() if name_contains else None
 
         products: list[Product] = []
-        current: dict[str, Any] | None = None
-        variants: list[Variant] = []
-        last_key: dict[str, Any] | None = None  # key of the last item consumed
-        before_current: dict[str, Any] | None = None  # key of the item just before `current`
+        current: ProductItem | None = None
+        variants: list[VariantItem] = []
+        last_key: keys.Key | None = None  # key of the last item consumed
+        before_current: keys.Key | None = None  # key of the item just before `current`
         read = 0
-        query: dict[str, Any] = {
-            "IndexName": keys.CATALOG_INDEX,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-            "Limit": min(500, (limit + 1) * 6),
-        }
-        if start:
-            query["ExclusiveStartKey"] = start
 
         def flush() -> None:
-            if current is not None and (needle is None or needle in current["name"].casefold()):
-                products.append(_to_product(current, variants))
+            if current is not None and (needle is None or needle in current.name.casefold()):
+                products.append(current.product(variants))
 
-        for page in self.db.query_pages(**query):
-            for raw in page.get("Items", []):
-                item = decode_item(raw)
-                if item["type"] == "product":
+        for page in self.db.query_all(
+            condition, index=keys.CATALOG_INDEX, limit=min(500, (limit + 1) * 6), start=start
+        ):
+            for item in page.items:
+                if item["type"] == ProductItem.TYPE:
                     flush()
                     if len(products) >= limit:
                         # a full page: the next one starts at this product
                         return Page(items=products, next_cursor=encode_cursor(last_key) if last_key else None)
-                    current, variants, before_current = item, [], last_key
-                elif current is not None and item["sku"] == current["sku"]:
-                    variants.append(_to_variant(item))
-                last_key = {k: raw[k] for k in _CATALOG_KEY_NAMES}
+                    current, variants, before_current = ProductItem.parse(item), [], last_key
+                elif current is not None and item["sku"] == current.sku:
+                    variants.append(VariantItem.parse(item))
+                last_key = {k: item[k] for k in ProductItem.CATALOG_KEYS}
                 read += 1
-            if read >= _MAX_ITEMS_READ_PER_PAGE and page.get("LastEvaluatedKey"):
+            if read >= _MAX_ITEMS_READ_PER_PAGE and page.last_key:
                 # Read budget spent while filtering: answer what matched so far; the next page
                 # starts at the product being read (its variants may not all be here yet).
                 resume = before_current or (start if current is None else None) or last_key
@@ -315,94 +225,53 @@ class InventoryRepository:
         flush()
         return Page(items=products, next_cursor=None)
 
-    def get_products(self, skus: list[str]) -> dict[str, dict[str, Any]]:
-        """Product items by SKU (BatchGetItem; missing SKUs are absent from the answer)."""
-        found: dict[str, dict[str, Any]] = {}
-        unique = sorted(set(skus))
-        for i in range(0, len(unique), 100):
-            pending: dict[str, Any] = {
-                self.db.table: {
-                    "Keys": [encode_item(keys.product_key(s)) for s in unique[i : i + 100]],
-                    "ProjectionExpression": "sku, #n, category, price",
-                    "ExpressionAttributeNames": {"#n": "name"},
-                }
-            }
-            for attempt in range(8):
-                out = self.db.call("batch_get_item", RequestItems=pending)
-                for raw in out.get("Responses", {}).get(self.db.table, []):
-                    item = decode_item(raw)
-                    found[item["sku"]] = item
-                pending = out.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt) * random.random())
-        return found
-
-    def iter_catalog(self) -> Iterator[dict[str, Any]]:
-        """Every product and variant item, in catalog order (for totals)."""
-        for page in self.db.query_pages(
-            IndexName=keys.CATALOG_INDEX,
-            KeyConditionExpression="catalog_pk = :catalog",
-            ExpressionAttributeValues={":catalog": to_attr(keys.CATALOG)},
-        ):
-            for raw in page.get("Items", []):
-                yield decode_item(raw)
+    def catalog(self) -> Iterator[Product]:
+        """Every listed product with its variants, in catalog order (for totals). A variant is only
+        ever counted under its own product: one whose product is gone is left out."""
+        current: ProductItem | None = None
+        variants: list[VariantItem] = []
+        for page in self.db.query_all(eq("catalog_pk", keys.CATALOG), index=keys.CATALOG_INDEX):
+            for item in page.items:
+                if item["type"] == ProductItem.TYPE:
+                    if current is not None:
+                        yield current.product(variants)
+                    current, variants = ProductItem.parse(item), []
+                elif current is not None and item["sku"] == current.sku:
+                    variants.append(VariantItem.parse(item))
+        if current is not None:
+            yield current.product(variants)
 
     # -- variants and stock -------------------------------------------------------------------------
-    def _get_variant_item(self, sku: str, size: str) -> dict[str, Any] | None:
-        out = self.db.call(
-            "get_item",
-            TableName=self.db.table,
-            Key=encode_item(keys.variant_key(sku, size)),
-            ConsistentRead=True,
-        )
-        return decode_item(out["Item"]) if "Item" in out else None
+    def _variant(self, sku: str, size: str) -> VariantItem | None:
+        item = self.db.get(VariantItem.key(sku, size))
+        variant = VariantItem.parse(item) if item else None
+        return variant if variant is not None and not variant.deleted_at else None
 
     def put_variant(self, sku: str, category: str, size: str, data: VariantIn) -> tuple[Variant, bool]:
         """Create or replace a variant's stock and reorder level. Returns (variant, created)."""
-        for _attempt in range(self.stock_retry_attempts):
-            existing = self._get_variant_item(sku, size)
-            version = (existing or {}).get("version", 0)
-            item = _variant_item(sku, category, size, data, version=version + 1, at=clock.now_iso())
-            condition = "attribute_not_exists(pk)" if existing is None else "version = :version"
-            put: dict[str, Any] = {
-                "TableName": self.db.table,
-                "Item": encode_item(item),
-                "ConditionExpression": condition,
-            }
-            if existing is not None:
-                put["ExpressionAttributeValues"] = {":version": to_attr(version)}
+        for attempt in range(self.stock_retry_attempts):
+            existing = self._variant(sku, size)
+            version = existing.version if existing else 0
+            variant = VariantItem(
+                sku, size, category, data.quantity, data.reorder_level, version + 1, clock.now_iso()
+            )
+            condition = eq("version", version) if existing else absent("pk")
             try:
-                self.db.call(
-                    "transact_write_items",
-                    TransactItems=[
-                        {
-                            "ConditionCheck": {
-                                "TableName": self.db.table,
-                                "Key": encode_item(keys.product_key(sku)),
-                                "ConditionExpression": "attribute_exists(pk)",
-                            }
-                        },
-                        {"Put": put},
-                    ],
-                )
+                self.db.transact([Check(ProductItem.key(sku), _LIVE_PRODUCT), Put(variant.item(), condition)])
             except TransactionCancelled as exc:
                 if exc.failed(0):
                     raise NotFound(f"product {sku} does not exist", sku=sku) from exc
-                _backoff(_attempt)
+                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
                 continue
-            return _to_variant(item), existing is None
-        raise Conflict("the variant kept changing while it was being written, retry", sku=sku, size=size)
+            return variant.variant(), existing is None
+        raise StorageUnavailable(
+            "the variant kept changing while it was being written, retry", sku=sku, size=size
+        )
 
     def delete_variant(self, sku: str, size: str) -> None:
         try:
-            self.db.call(
-                "delete_item",
-                TableName=self.db.table,
-                Key=encode_item(keys.variant_key(sku, size)),
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except ConditionFailed as exc:
+            self.db.transact([Delete(VariantItem.key(sku, size), exists("pk") & absent("deleted_at"))])
+        except TransactionCancelled as exc:
             raise NotFound(f"variant {sku}/{size} does not exist", sku=sku, size=size) from exc
 
     def adjust_stock(self, sku: str, size: str, delta: int, reason: str, actor: str) -> Adjustment:
@@ -413,17 +282,16 @@ class InventoryRepository:
         race. A decrement below zero is refused against the freshest quantity and writes nothing.
         """
         for attempt in range(self.stock_retry_attempts):
-            item = self._get_variant_item(sku, size)
-            if item is None:
+            variant = self._variant(sku, size)
+            if variant is None:
                 raise NotFound(f"variant {sku}/{size} does not exist", sku=sku, size=size)
-            before = int(item["quantity"])
-            after = before + delta
+            after = variant.quantity + delta
             if after < 0:
                 raise InsufficientStock(
-                    f"only {before} in stock for {sku}/{size}; cannot remove {-delta}",
+                    f"only {variant.quantity} in stock for {sku}/{size}; cannot remove {-delta}",
                     sku=sku,
                     size=size,
-                    quantity=before,
+                    quantity=variant.quantity,
                     delta=delta,
                 )
             at = clock.now_iso()
@@ -432,93 +300,68 @@ class InventoryRepository:
                 sku=sku,
                 size=size,
                 delta=delta,
-                quantity_before=before,
+                quantity_before=variant.quantity,
                 quantity_after=after,
                 reason=reason,
                 actor=actor,
                 at=at,
             )
-            low = after <= int(item["reorder_level"])
-            update = "SET quantity = :after, version = :next, updated_at = :at" + (
-                ", lowstock_pk = :lowpk, lowstock_sk = :lowsk" if low else " REMOVE lowstock_pk, lowstock_sk"
+            changed = replace(variant, quantity=after, version=variant.version + 1, updated_at=at)
+            update = Update().set(
+                quantity=after, version=changed.version, updated_at=at, **changed.lowstock_keys()
             )
-            values = {
-                ":after": to_attr(after),
-                ":next": to_attr(int(item["version"]) + 1),
-                ":version": to_attr(int(item["version"])),
-                ":at": to_attr(at),
-            }
-            if low:
-                values[":lowpk"] = to_attr(keys.LOWSTOCK)
-                values[":lowsk"] = to_attr(keys.lowstock_sk(sku, size))
-            record = {
-                **keys.adjustment_key(sku, size, at, adjustment.id),
-                "type": "adjustment",
-                **adjustment.model_dump(),
-            }
             try:
-                self.db.call(
-                    "transact_write_items",
-                    TransactItems=[
-                        {
-                            "Update": {
-                                "TableName": self.db.table,
-                                "Key": encode_item(keys.variant_key(sku, size)),
-                                "UpdateExpression": update,
-                                "ConditionExpression": "version = :version",
-                                "ExpressionAttributeValues": values,
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self.db.table,
-                                "Item": encode_item(record),
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                    ],
+                self.db.transact(
+                    [
+                        Change(
+                            VariantItem.key(sku, size),
+                            update,
+                            eq("version", variant.version) & absent("deleted_at"),
+                        ),
+                        Put(AdjustmentItem.item(adjustment), absent("pk")),
+                    ]
                 )
             except TransactionCancelled:
-                _backoff(attempt)
+                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
                 continue
             return adjustment
-        raise Conflict("too many concurrent changes to this variant, retry", sku=sku, size=size)
+        raise StorageUnavailable("too many concurrent changes to this variant, retry", sku=sku, size=size)
 
     def list_adjustments(self, sku: str, size: str, limit: int) -> list[Adjustment]:
-        out = self.db.call(
-            "query",
-            TableName=self.db.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={
-                ":pk": to_attr(keys.product_pk(sku)),
-                ":prefix": to_attr(f"ADJUSTMENT#{size}#"),
-            },
-            ScanIndexForward=False,
-            Limit=limit,
+        page = self.db.query(
+            eq("pk", keys.product_pk(sku)) & begins_with("sk", keys.adjustment_prefix(size)),
+            forward=False,
+            limit=limit,
         )
-        fields = Adjustment.model_fields
-        return [
-            Adjustment(**{k: v for k, v in decode_item(raw).items() if k in fields})
-            for raw in out.get("Items", [])
-        ]
+        return [AdjustmentItem.parse(item) for item in page.items]
 
-    def low_stock(self, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        query: dict[str, Any] = {
-            "TableName": self.db.table,
-            "IndexName": keys.LOWSTOCK_INDEX,
-            "KeyConditionExpression": "lowstock_pk = :low",
-            "ExpressionAttributeValues": {":low": to_attr(keys.LOWSTOCK)},
-            "Limit": limit,
-        }
-        if cursor:
-            query["ExclusiveStartKey"] = decode_cursor(
-                cursor, names=_LOWSTOCK_KEY_NAMES, fixed={"lowstock_pk": keys.LOWSTOCK}
+    def low_stock(self, *, limit: int, cursor: str | None) -> Page[LowStockItem]:
+        """Variants at or below their reorder level (a Query on the sparse LowStock index), with
+        their product's name; a variant whose product is gone is left out."""
+        start = (
+            decode_cursor(cursor, names=VariantItem.LOWSTOCK_KEYS, fixed={"lowstock_pk": keys.LOWSTOCK})
+            if cursor
+            else None
+        )
+        page = self.db.query(
+            eq("lowstock_pk", keys.LOWSTOCK), index=keys.LOWSTOCK_INDEX, limit=limit, start=start
+        )
+        rows = [VariantItem.parse(item) for item in page.items]
+        found = self.db.batch_get(
+            [ProductItem.key(sku) for sku in {r.sku for r in rows}], attributes=("sku", "name", "deleted_at")
+        )
+        names = {p["sku"]: p["name"] for p in found if not p.get("deleted_at")}
+        items = [
+            LowStockItem(
+                sku=r.sku,
+                size=r.size,
+                quantity=r.quantity,
+                reorder_level=r.reorder_level,
+                name=names[r.sku],
+                category=Category(r.category),
+                shortfall=max(0, r.reorder_level - r.quantity),
             )
-        out = self.db.call("query", **query)
-        last = out.get("LastEvaluatedKey")
-        return [decode_item(raw) for raw in out.get("Items", [])], (encode_cursor(last) if last else None)
-
-
-def _backoff(attempt: int) -> None:
-    """Full-jitter exponential backoff between optimistic-concurrency retries (<= ~100 ms)."""
-    time.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))
+            for r in rows
+            if r.sku in names
+        ]
+        return Page(items=items, next_cursor=encode_cursor(page.last_key) if page.last_key else None)

@@ -41,6 +41,13 @@ PRODUCT_SK: Final = "PRODUCT"
 # product and its variants and never its (ever-growing) adjustment history.
 
 
+def product_of(pk: str, sk: str) -> str | None:
+    """The SKU of a product item's key, None for any other key."""
+    if sk == PRODUCT_SK and pk.startswith("PRODUCT#") and len(pk) > len("PRODUCT#"):
+        return pk.removeprefix("PRODUCT#")
+    return None
+
+
 def product_key(sku: str) -> Key:
     return {"pk": product_pk(sku), "sk": PRODUCT_SK}
 
@@ -50,7 +57,11 @@ def variant_key(sku: str, size: str) -> Key:
 
 
 def adjustment_key(sku: str, size: str, at: str, adjustment_id: str) -> Key:
-    return {"pk": product_pk(sku), "sk": f"ADJUSTMENT#{size}#{at}#{adjustment_id}"}
+    return {"pk": product_pk(sku), "sk": f"{adjustment_prefix(size)}{at}#{adjustment_id}"}
+
+
+def adjustment_prefix(size: str) -> str:
+    return f"ADJUSTMENT#{size}#"
 
 
 def sku_counter_key(prefix: str) -> Key:
@@ -81,8 +92,11 @@ def conversation_pk(user_id: str, conversation_id: str) -> str:
     return f"USER#{user_id}#CONV#{conversation_id}"
 
 
+CONVERSATION_SK: Final = "STATE"
+
+
 def conversation_key(user_id: str, conversation_id: str) -> Key:
-    return {"pk": conversation_pk(user_id, conversation_id), "sk": "STATE"}
+    return {"pk": conversation_pk(user_id, conversation_id), "sk": CONVERSATION_SK}
 
 
 MESSAGE_PREFIX: Final = "MSG#"
@@ -94,6 +108,14 @@ def message_sk(seq: int) -> str:
 
 def message_key(user_id: str, conversation_id: str, seq: int) -> Key:
     return {"pk": conversation_pk(user_id, conversation_id), "sk": message_sk(seq)}
+
+
+def conversation_of(pk: str, sk: str) -> tuple[str, str] | None:
+    """(user id, conversation id) of a conversation's state key, None for any other key."""
+    user_part, mark, conversation_id = pk.partition("#CONV#")
+    if sk == CONVERSATION_SK and mark and user_part.startswith("USER#") and conversation_id:
+        return user_part.removeprefix("USER#"), conversation_id
+    return None
 
 
 def activity_sk(updated_at: str, conversation_id: str) -> str:

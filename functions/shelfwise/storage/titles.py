@@ -7,31 +7,35 @@ Every write here is conditional, so a late, repeated or out-of-order stream deli
   title already there), a refreshed one only while the refresh it answers is still pending (the
   token `title_requested` is removed in the same write);
 - UpdateItem would create a missing item: `attribute_exists(pk)` keeps a deleted conversation deleted.
-
-Stream records are DynamoDB-shaped, so reading them (`conversation_ref`) lives here too.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from shelfwise import clock
 from shelfwise.storage import keys
-from shelfwise.storage.codec import decode_item, encode_item, to_attr
 from shelfwise.storage.dynamo import ConditionFailed, Dynamo
+from shelfwise.storage.expressions import Update, absent, begins_with, eq, exists, ne
+from shelfwise.storage.items import ConversationItem
 
 # How many of the first messages to read to find the first exchange (a user message and the answer).
 _FIRST_MESSAGES = 6
-_CONV_MARK = "#CONV#"
+_LIVE = exists("pk") & absent("deleting")
+_NOT_THE_USERS = absent("title_source") | ne("title_source", "user")
 
 
 @dataclass(frozen=True)
 class ConversationRef:
     user_id: str
     conversation_id: str
+
+    @classmethod
+    def of_key(cls, pk: str, sk: str) -> ConversationRef | None:
+        """The conversation whose state item has this key; None for any other item."""
+        found = keys.conversation_of(pk, sk)
+        return cls(*found) if found else None
 
 
 @dataclass(frozen=True)
@@ -49,20 +53,12 @@ class TitleState:
     first_answer: str | None
 
 
-def conversation_ref(record: Mapping[str, Any]) -> ConversationRef | None:
-    """The conversation a stream record is about, or None when it is about anything else."""
-    data = record.get("dynamodb") or {}
-    image = data.get("NewImage") or data.get("OldImage") or {}
-    item = decode_item(image) if image else {}
-    if item.get("type") == "conversation" and item.get("user_id") and item.get("id"):
-        return ConversationRef(str(item["user_id"]), str(item["id"]))
-    raw_keys = data.get("Keys") or {}
-    pk = (raw_keys.get("pk") or {}).get("S", "")
-    sk = (raw_keys.get("sk") or {}).get("S", "")
-    user_part, mark, conversation_id = pk.partition(_CONV_MARK)
-    if sk == "STATE" and mark and user_part.startswith("USER#") and conversation_id:
-        return ConversationRef(user_part.removeprefix("USER#"), conversation_id)
-    return None
+@dataclass(frozen=True)
+class RequestRefused:
+    """Why a fresh title could not be asked for."""
+
+    gone: bool  # no such conversation, or it is being deleted
+    user_title: bool  # its user named it
 
 
 class TitleRepository:
@@ -71,29 +67,21 @@ class TitleRepository:
 
     def read(self, ref: ConversationRef) -> TitleState | None:
         """The conversation's title fields and first exchange (consistent reads); None if it is gone."""
-        key = keys.conversation_key(ref.user_id, ref.conversation_id)
-        out = self.db.call("get_item", TableName=self.db.table, Key=encode_item(key), ConsistentRead=True)
-        if "Item" not in out:
+        item = self.db.get(ConversationItem.key(ref.user_id, ref.conversation_id))
+        if item is None:
             return None
-        item = decode_item(out["Item"])
+        state = ConversationItem.parse(item)
         first_user: str | None = None
         first_answer: str | None = None
-        if item.get("message_count", 0):
-            page = self.db.call(
-                "query",
-                TableName=self.db.table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :msg)",
-                ExpressionAttributeValues={
-                    ":pk": to_attr(keys.conversation_pk(ref.user_id, ref.conversation_id)),
-                    ":msg": to_attr(keys.MESSAGE_PREFIX),
-                },
-                ProjectionExpression="#role, #content",
-                ExpressionAttributeNames={"#role": "role", "#content": "content"},
-                Limit=_FIRST_MESSAGES,
-                ConsistentRead=True,
+        if state.conversation.message_count:
+            page = self.db.query(
+                eq("pk", keys.conversation_pk(ref.user_id, ref.conversation_id))
+                & begins_with("sk", keys.MESSAGE_PREFIX),
+                attributes=("role", "content"),
+                limit=_FIRST_MESSAGES,
+                consistent=True,
             )
-            for raw in page.get("Items", []):
-                message = decode_item(raw)
+            for message in page.items:
                 content = str(message.get("content") or "").strip()
                 if not content:
                     continue
@@ -104,11 +92,11 @@ class TitleRepository:
         return TitleState(
             user_id=ref.user_id,
             conversation_id=ref.conversation_id,
-            title=item.get("title"),
-            title_source=item.get("title_source"),
-            title_requested=item.get("title_requested"),
-            deleting=bool(item.get("deleting")),
-            message_count=int(item.get("message_count", 0)),
+            title=state.conversation.title,
+            title_source=state.conversation.title_source,
+            title_requested=state.title_requested,
+            deleting=state.deleting,
+            message_count=state.conversation.message_count,
             first_user=first_user,
             first_answer=first_answer,
         )
@@ -119,82 +107,52 @@ class TitleRepository:
         """Write a generated title. `request_token`: the pending refresh this answers (the write then
         needs it still pending and removes it); None: a first title (the write needs no title yet).
         Returns False when the condition did not hold (nothing is written)."""
-        names = {"#title": "title", "#source": "title_source"}
-        values: dict[str, Any] = {
-            ":title": to_attr(title),
-            ":generated": to_attr("generated"),
-            ":user": to_attr("user"),
-            ":at": to_attr(clock.now_iso()),
-            ":by": to_attr(generated_by),
-        }
-        update = (
-            "SET #title = :title, #source = :generated, title_generated_at = :at, title_generated_by = :by"
+        update = Update().set(
+            title=title,
+            title_source="generated",
+            title_generated_at=clock.now_iso(),
+            title_generated_by=generated_by,
         )
-        condition = (
-            "attribute_exists(pk) AND attribute_not_exists(deleting) "
-            "AND (attribute_not_exists(#source) OR #source <> :user)"
-        )
+        condition = _LIVE & _NOT_THE_USERS
         if request_token is None:
-            condition += " AND attribute_not_exists(#title)"
+            condition &= absent("title")
         else:
-            update += " REMOVE title_requested, title_requested_at"
-            condition += " AND title_requested = :token"
-            values[":token"] = to_attr(request_token)
+            update.remove("title_requested", "title_requested_at")
+            condition &= eq("title_requested", request_token)
         try:
-            self.db.call(
-                "update_item",
-                TableName=self.db.table,
-                Key=encode_item(keys.conversation_key(ref.user_id, ref.conversation_id)),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+            self.db.update(
+                ConversationItem.key(ref.user_id, ref.conversation_id), update, condition=condition
             )
         except ConditionFailed:
             return False
         return True
 
-    def request(self, ref: ConversationRef, token: str) -> tuple[bool, dict[str, Any] | None]:
+    def request(self, ref: ConversationRef, token: str) -> RequestRefused | None:
         """Mark a fresh title as wanted (the stream carries the change to TitleFunction).
 
         Conditional on the conversation existing, not being deleted, having a message to title from
-        and no title the user set. Returns (True, None) when marked, else (False, the item as it is
-        now or None when there is none) so the caller can say why."""
+        and no title the user set. None when marked, else why not."""
         try:
-            self.db.call(
-                "update_item",
-                TableName=self.db.table,
-                Key=encode_item(keys.conversation_key(ref.user_id, ref.conversation_id)),
-                UpdateExpression="SET title_requested = :token, title_requested_at = :at",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND attribute_not_exists(deleting) AND message_count > :zero "
-                    "AND (attribute_not_exists(title_source) OR title_source <> :user)"
-                ),
-                ExpressionAttributeValues={
-                    ":token": to_attr(token),
-                    ":at": to_attr(clock.now_iso()),
-                    ":zero": to_attr(0),
-                    ":user": to_attr("user"),
-                },
+            self.db.update(
+                ConversationItem.key(ref.user_id, ref.conversation_id),
+                Update().set(title_requested=token, title_requested_at=clock.now_iso()),
+                condition=_LIVE & _NOT_THE_USERS & ne("message_count", 0),
             )
-        except ConditionFailed:
-            out = self.db.call(
-                "get_item",
-                TableName=self.db.table,
-                Key=encode_item(keys.conversation_key(ref.user_id, ref.conversation_id)),
-                ConsistentRead=True,
+        except ConditionFailed as exc:
+            state = (
+                ConversationItem.parse(exc.item) if exc.item and ConversationItem.is_one(exc.item) else None
             )
-            return False, decode_item(out["Item"]) if "Item" in out else None
-        return True, None
+            return RequestRefused(
+                gone=state is None or state.deleting,
+                user_title=state is not None and state.conversation.title_source == "user",
+            )
+        return None
 
     def drop_request(self, ref: ConversationRef, token: str) -> None:
         """Forget a pending refresh that will not be answered (the user has since named it)."""
         with contextlib.suppress(ConditionFailed):  # already gone: answered, replaced or deleted
-            self.db.call(
-                "update_item",
-                TableName=self.db.table,
-                Key=encode_item(keys.conversation_key(ref.user_id, ref.conversation_id)),
-                UpdateExpression="REMOVE title_requested, title_requested_at",
-                ConditionExpression="title_requested = :token",
-                ExpressionAttributeValues={":token": to_attr(token)},
+            self.db.update(
+                ConversationItem.key(ref.user_id, ref.conversation_id),
+                Update().remove("title_requested", "title_requested_at"),
+                condition=eq("title_requested", token),
             )
