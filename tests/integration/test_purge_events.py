@@ -16,6 +16,7 @@ from moto import mock_aws
 from infra.local.stream_pump import StreamSource
 from infra.local.table import create_table
 from shelfwise.entry import purge
+from shelfwise.observability import metrics
 from shelfwise.settings import get_settings
 from shelfwise.storage import keys
 from shelfwise.storage.codec import decode_item, encode_item
@@ -52,6 +53,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         _clear()
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, TABLE)
+        metrics.clear_metrics()  # what other tests' services added, unflushed
         yield client
         _clear()
 

@@ -89,15 +89,7 @@ class ConversationRepository:
             )
         except ConditionFailed as exc:
             raise NotFound("conversation not found", conversation_id=conversation_id) from exc
-        batches: list[list[keys.Key]] = []
-        for page in self.db.query_all(_messages(user_id, conversation_id), attributes=("pk", "sk")):
-            batches += [page.items[i : i + 25] for i in range(0, len(page.items), 25)]
-        deleted = 0
-        if batches:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                deleted = sum(pool.map(lambda batch: self.db.batch_write(deletes=batch), batches))
+        deleted = self.db.delete_found(_messages(user_id, conversation_id), workers=workers)
         self.db.delete(key)
         return deleted
 

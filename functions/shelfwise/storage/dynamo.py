@@ -1,24 +1,16 @@
-"""The table gateway: every DynamoDB call of the application goes through `Dynamo`.
+"""The table gateway: every DynamoDB call goes through `Dynamo`, which names the table once, speaks
+plain items (storage.codec), builds expressions (storage.expressions) and translates errors:
 
-It names the table once, speaks plain Python items (the codec turns them into attribute values and
-back), builds expressions from `storage.expressions`, and turns AWS errors into domain errors:
+- a failed condition is `ConditionFailed`, a cancelled transaction `TransactionCancelled`, each with
+  the item as it is (ALL_OLD);
+- throttles and conflicts with running transactions are retried with full-jitter backoff, then one
+  `StorageUnavailable` (503, Retry-After) everywhere;
+- a retried write recognises its own success (botocore resends a request whose answer was lost after
+  DynamoDB applied it): transactions carry a ClientRequestToken, and every conditional write stamps a
+  fresh `write_id` that a retry finds in the old image (emulators that ignore the token included).
 
-- a condition that did not hold is `ConditionFailed` (with the item as it is), a cancelled
-  transaction `TransactionCancelled` (with a reason and the item as it is, per action);
-- throttling, a single write meeting a running transaction (`TransactionConflictException`) and a
-  transaction cancelled only by such conflicts are retried here with full-jitter backoff; when they
-  persist the caller gets `StorageUnavailable` (503 with Retry-After), the same everywhere;
-- a retried write recognises its own earlier success. botocore retries a request whose answer was
-  lost (a read timeout after DynamoDB applied it): every transaction carries a ClientRequestToken,
-  so DynamoDB answers its retry with the first answer; every conditional write stamps the item with
-  a fresh `write_id` and asks for the old image on failure, so a retry that finds its own stamp
-  knows the write happened (and emulators that ignore the token are covered too).
-
-The rule that follows for callers: an answer of failure means nothing was written; an answer of
-success means it was written once.
-
-boto3 is imported on first use, not at import, so routes that never touch the table (and cold starts
-that end before they do) don't pay for it.
+So an answer of failure means nothing was written, and success means written once. boto3 is imported
+on first use: a cold start that never touches the table does not pay for it.
 """
 
 from __future__ import annotations
@@ -184,12 +176,9 @@ class Dynamo:
 
     # -- reads ----------------------------------------------------------------------------------------
     def get(self, key: Key, *, consistent: bool = True, attributes: Sequence[str] = ()) -> Item | None:
-        request: dict[str, Any] = {"Key": encode_item(key), "ConsistentRead": consistent}
-        if attributes:
-            names = Placeholders()
-            request["ProjectionExpression"] = ", ".join(names.name(a) for a in attributes)
-            request.update(names.params())
-        out = self.call("get_item", TableName=self.table, **request)
+        names = Placeholders()
+        request = {"Key": encode_item(key), "ConsistentRead": consistent, **_projection(names, attributes)}
+        out = self.call("get_item", **self._request(names, **request))
         return decode_item(out["Item"]) if "Item" in out else None
 
     def query(
@@ -205,23 +194,12 @@ class Dynamo:
     ) -> QueryPage:
         """One page of a Query."""
         names = Placeholders()
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": key.render(names),
-            "ScanIndexForward": forward,
-        }
-        if index:
-            request["IndexName"] = index
-        if limit:
-            request["Limit"] = limit
+        request: dict[str, Any] = {"KeyConditionExpression": key.render(names), "ScanIndexForward": forward}
+        optional = {"IndexName": index, "Limit": limit, "ConsistentRead": consistent or None}
+        request.update({k: v for k, v in optional.items() if v})
         if start:
             request["ExclusiveStartKey"] = encode_item(start)
-        if consistent:
-            request["ConsistentRead"] = True
-        if attributes:
-            request["ProjectionExpression"] = ", ".join(names.name(a) for a in attributes)
-        request.update(names.params())
-        out = self.call("query", **request)
+        out = self.call("query", **self._request(names, **request, **_projection(names, attributes)))
         last = out.get("LastEvaluatedKey")
         items = [decode_item(raw) for raw in out.get("Items", [])]
         return QueryPage(items, {k: str(v) for k, v in decode_item(last).items()} if last else None)
@@ -241,11 +219,12 @@ class Dynamo:
         unique = list({tuple(sorted(k.items())): k for k in keys}.values())
         found: list[Item] = []
         for i in range(0, len(unique), _BATCH_GET):
-            request: dict[str, Any] = {"Keys": [encode_item(k) for k in unique[i : i + _BATCH_GET]]}
-            if attributes:
-                names = Placeholders()
-                request["ProjectionExpression"] = ", ".join(names.name(a) for a in attributes)
-                request["ExpressionAttributeNames"] = names.params()["ExpressionAttributeNames"]
+            names = Placeholders()
+            request = {
+                "Keys": [encode_item(k) for k in unique[i : i + _BATCH_GET]],
+                **_projection(names, attributes),
+            }
+            request.update(names.params())
             for out in self._until_processed("batch_get_item", {self.table: request}, "UnprocessedKeys"):
                 found += [decode_item(raw) for raw in out.get("Responses", {}).get(self.table, [])]
         return found
@@ -253,50 +232,38 @@ class Dynamo:
     # -- single-item writes ---------------------------------------------------------------------------
     def put(self, item: Item, *, condition: Cond | None = None) -> None:
         """Write a whole item; with a condition, a retry recognises its own earlier success."""
-        names = Placeholders()
-        request: dict[str, Any] = {"TableName": self.table}
-        stamp = None
-        if condition is not None:
-            stamp = uuid.uuid4().hex
-            item = {**item, WRITE_ID: stamp}
-            request["ConditionExpression"] = condition.render(names)
-            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        request["Item"] = encode_item(item)
-        request.update(names.params())
-        try:
-            self.call("put_item", **request)
-        except ConditionFailed as exc:
-            if stamp is None or not _ours(exc.item, stamp):
-                raise
+        names, stamp = Placeholders(), uuid.uuid4().hex
+        item = {**item, WRITE_ID: stamp} if condition is not None else item
+        self._write("put_item", stamp, self._request(names, condition, Item=encode_item(item)))
 
     def update(
         self, key: Key, update: Update, *, condition: Cond | None = None, returning: bool = False
     ) -> Item | None:
-        """Update an item (`returning`: answer the item as it is afterwards). With a condition, a
+        """Update an item (`returning`: answer the item as it is afterwards); with a condition, a
         retry recognises its own earlier success."""
-        names = Placeholders()
-        stamp = None
-        if condition is not None:
-            stamp = uuid.uuid4().hex
-            update = _stamped(update, stamp)
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": encode_item(key),
-            "UpdateExpression": update.render(names),
-        }
+        names, stamp = Placeholders(), uuid.uuid4().hex
+        update = _stamped(update, stamp) if condition is not None else update
+        request = self._request(names, condition, Key=encode_item(key), UpdateExpression=update.render(names))
+        if returning:
+            request["ReturnValues"] = "ALL_NEW"
+        return self._write("update_item", stamp, request)
+
+    def _write(self, operation: str, stamp: str, request: dict[str, Any]) -> Item | None:
+        try:
+            out = self.call(operation, **request)
+        except ConditionFailed as exc:
+            if not _ours(exc.item, stamp):
+                raise
+            return exc.item  # our own write, found by the retry: the item as it now is
+        return decode_item(out["Attributes"]) if "Attributes" in out else None
+
+    def _request(self, names: Placeholders, condition: Cond | None = None, **parts: Any) -> dict[str, Any]:
+        """A request (or transaction action) on the table, with its condition and placeholders."""
+        request: dict[str, Any] = {"TableName": self.table, **parts}
         if condition is not None:
             request["ConditionExpression"] = condition.render(names)
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        if returning:
-            request["ReturnValues"] = "ALL_NEW"
-        request.update(names.params())
-        try:
-            out = self.call("update_item", **request)
-        except ConditionFailed as exc:
-            if stamp is None or not _ours(exc.item, stamp):
-                raise
-            return exc.item  # our own write, found by the retry: the item as it now is
-        return decode_item(out["Attributes"]) if returning and "Attributes" in out else None
+        return {**request, **names.params()}
 
     def delete(self, key: Key) -> None:
         """Delete an item, whether or not it is there (a conditional delete is a `transact` of one
@@ -319,18 +286,14 @@ class Dynamo:
 
     def _action(self, action: Action, stamp: str) -> dict[str, Any]:
         names = Placeholders()
-        body: dict[str, Any] = {"TableName": self.table}
-        if action.kind == "Put":
-            body["Item"] = encode_item({**action.target, WRITE_ID: stamp})
-        else:
-            body["Key"] = encode_item(action.target)
+        parts: dict[str, Any] = (
+            {"Item": encode_item({**action.target, WRITE_ID: stamp})}
+            if action.kind == "Put"
+            else {"Key": encode_item(action.target)}
+        )
         if action.update is not None:
-            body["UpdateExpression"] = _stamped(action.update, stamp).render(names)
-        if action.condition is not None:
-            body["ConditionExpression"] = action.condition.render(names)
-            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        body.update(names.params())
-        return {action.kind: body}
+            parts["UpdateExpression"] = _stamped(action.update, stamp).render(names)
+        return {action.kind: self._request(names, action.condition, **parts)}
 
     def batch_write(self, *, puts: Iterable[Item] = (), deletes: Iterable[Key] = ()) -> int:
         """Unconditional puts and deletes, 25 a call, unprocessed items retried with backoff.
@@ -345,6 +308,19 @@ class Dynamo:
                 pass
         return len(requests)
 
+    def delete_found(self, key: Cond, *, spare: Key | None = None, workers: int = 8) -> int:
+        """Delete every item a Query finds (all but `spare`), in parallel batches; returns how many."""
+        batches: list[list[Key]] = []
+        for page in self.query_all(key, attributes=("pk", "sk")):
+            found = [k for k in page.items if k != spare]
+            batches += [found[i : i + _BATCH_WRITE] for i in range(0, len(found), _BATCH_WRITE)]
+        if not batches:
+            return 0
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+            return sum(pool.map(lambda batch: self.batch_write(deletes=batch), batches))
+
     def _until_processed(self, operation: str, pending: dict[str, Any], unprocessed: str) -> Iterator[Any]:
         """Call a batch operation until DynamoDB has processed every part of it (what it leaves,
         `unprocessed`, is sent again with backoff), yielding each answer; then `StorageUnavailable`."""
@@ -356,6 +332,10 @@ class Dynamo:
                 return
             self.sleep(backoff_seconds(attempt, base=0.05))
         raise StorageUnavailable("the database is busy, retry shortly", reason=unprocessed)
+
+
+def _projection(names: Placeholders, attributes: Sequence[str]) -> dict[str, Any]:
+    return {"ProjectionExpression": ", ".join(names.name(a) for a in attributes)} if attributes else {}
 
 
 def _stamped(update: Update, stamp: str) -> Update:

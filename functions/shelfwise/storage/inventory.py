@@ -150,26 +150,16 @@ class InventoryRepository:
                 return  # a concurrent DELETE hid it first
             raise NotFound(f"product {sku} does not exist", sku=sku) from exc
 
-    def purge_product(self, sku: str, *, workers: int = 8) -> int:
+    def purge_product(self, sku: str) -> int:
         """Delete a hidden product's whole partition: stock history and variants, the product last
         (a purge cut short is finished by the next one). Returns the items deleted; 0 when the
         product is not hidden (never purge a live product)."""
         product = self.db.get(ProductItem.key(sku), attributes=("deleted_at",))
         if not product or not product.get("deleted_at"):
             return 0
-        pk = keys.product_pk(sku)
-        deleted = 0
-        batches: list[list[keys.Key]] = []
-        for page in self.db.query_all(eq("pk", pk), attributes=("pk", "sk")):
-            rest = [k for k in page.items if k["sk"] != keys.PRODUCT_SK]
-            batches += [rest[i : i + 25] for i in range(0, len(rest), 25)]
-        if batches:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                deleted = sum(pool.map(lambda batch: self.db.batch_write(deletes=batch), batches))
-        self.db.delete(ProductItem.key(sku))
-        return deleted + 1
+        removed = self.db.delete_found(eq("pk", keys.product_pk(sku)), spare=ProductItem.key(sku))
+        self.db.delete(ProductItem.key(sku))  # last: a purge cut short is found and finished again
+        return removed + 1
 
     def list_products(
         self, *, category: Category | None, name_contains: str | None, limit: int, cursor: str | None

@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any, Self
 
-from shelfwise.chat.models import Conversation, Message, SummaryState, ToolCallRecord
+from shelfwise.chat.models import Conversation, Message, SummaryState
 from shelfwise.inventory.models import Adjustment, Category, Product, ProductIn, Variant
 from shelfwise.storage import keys
 from shelfwise.storage.codec import Item
@@ -217,44 +217,24 @@ class ConversationItem:
             **cls.key(user_id, conversation.id),
             "type": cls.TYPE,
             "user_id": user_id,
-            "id": conversation.id,
-            "title": conversation.title,
-            "title_source": conversation.title_source,
-            "prompt_key": conversation.prompt_key,
-            "message_count": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "last_seq": 0,
+            **conversation.model_dump(exclude={"summary"}),
             "summary_through_seq": 0,
             "summary_folded": 0,
-            "created_at": conversation.created_at,
-            "updated_at": conversation.updated_at,
             **cls.activity(user_id, conversation.updated_at, conversation.id),
         }
 
     @classmethod
     def parse(cls, item: Item) -> Self:
-        conversation = Conversation(
-            id=item["id"],
-            title=item.get("title"),
-            title_source=item.get("title_source"),
-            prompt_key=item["prompt_key"],
-            summary=SummaryState(
-                through_seq=item.get("summary_through_seq", 0),
-                updated_at=item.get("summary_updated_at"),
-                text=item.get("summary_text", ""),
-                folded_messages=item.get("summary_folded", 0),
-            ),
-            message_count=item.get("message_count", 0),
-            prompt_tokens=item.get("prompt_tokens", 0),
-            completion_tokens=item.get("completion_tokens", 0),
-            last_seq=item.get("last_seq", 0),
-            created_at=item["created_at"],
-            updated_at=item["updated_at"],
+        fields = {k: item[k] for k in Conversation.model_fields if k in item and k != "summary"}
+        summary = SummaryState(
+            through_seq=item.get("summary_through_seq", 0),
+            updated_at=item.get("summary_updated_at"),
+            text=item.get("summary_text", ""),
+            folded_messages=item.get("summary_folded", 0),
         )
         return cls(
             user_id=item["user_id"],
-            conversation=conversation,
+            conversation=Conversation(**fields, summary=summary),
             deleting=bool(item.get("deleting")),
             turn_id=item.get("turn_id"),
             turn_until=item.get("turn_until"),
@@ -284,18 +264,4 @@ class MessageItem:
 
     @staticmethod
     def parse(item: Item) -> Message:
-        return Message(
-            id=item["id"],
-            seq=item["seq"],
-            role=item["role"],
-            content=item.get("content", ""),
-            status=item.get("status", "complete"),
-            model=item.get("model"),
-            prompt_tokens=item.get("prompt_tokens"),
-            completion_tokens=item.get("completion_tokens"),
-            ttft_ms=item.get("ttft_ms"),
-            latency_ms=item.get("latency_ms"),
-            tool_calls=[ToolCallRecord(**c) for c in item.get("tool_calls", [])],
-            finish_reason=item.get("finish_reason"),
-            created_at=item["created_at"],
-        )
+        return Message.model_validate({k: v for k, v in item.items() if k in Message.model_fields})
