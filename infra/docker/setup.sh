@@ -17,7 +17,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 IMAGE="public.ecr.aws/lambda/python:3.13-arm64"
 SUITE="trixie"
-MIRROR="${SHELFWISE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The Debian archive this machine's apt already uses (its sources), unless told otherwise.
+apt_mirror() {
+  { grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+    grep -hsE '^deb ' /etc/apt/sources.list | awk '{print $2}'; } | grep -v -- '-security' | grep -m1 -E '/debian/?$'
+}
+MIRROR="${SHELFWISE_DEBIAN_MIRROR:-$(apt_mirror || true)}"
 DOCKERD_LOG="${SHELFWISE_DOCKERD_LOG:-/var/log/shelfwise-dockerd.log}"
 say() { echo "infra/docker/setup.sh: $*" >&2; }
 
@@ -94,5 +99,9 @@ if [ "${CI:-}" != true ] && [ "${SHELFWISE_DOCKER_PULL:-1}" != 0 ]; then
     exit 0
   fi
   say "could not pull $IMAGE; building a stand-in from Debian packages instead"
+fi
+if [ -z "$MIRROR" ]; then
+  say "found no Debian archive in apt's sources to build the image from; set SHELFWISE_DEBIAN_MIRROR"
+  exit 1
 fi
 exec "$ROOT/infra/docker/lambda-python/build.sh" "$IMAGE" "$SUITE" "$MIRROR"
