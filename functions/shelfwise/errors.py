@@ -62,9 +62,18 @@ class StorageError(DomainError):
 
 
 class TurnInProgress(Conflict):
-    """Another turn of the same conversation is running."""
+    """Another turn of the same conversation is running: `message_id` names its answer (when
+    known), `retry_after` says when to try again (seconds)."""
 
     code = "turn_in_progress"
+
+    def __init__(
+        self, message: str, *, conversation_id: str, message_id: str | None, retry_after: int
+    ) -> None:
+        super().__init__(
+            message, conversation_id=conversation_id, message_id=message_id, retry_after=retry_after
+        )
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(DomainError):

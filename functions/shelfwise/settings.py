@@ -72,8 +72,20 @@ class Settings(BaseSettings):
     # Room for a reasoning model's thinking before its six words (a limit, not a target: other
     # models stop after a dozen tokens).
     title_max_completion_tokens: int = Field(default=1024, ge=16)
-    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="The HTTP timeout of one model call (each read, once streaming)"
+    )
     llm_max_retries: int = Field(default=2, ge=0, le=6)
+    # Bounded waiting: a reasoning model may think for a while before its first token, but a user
+    # is not left in silence for minutes (it was 184 s: a 60 s timeout retried twice).
+    llm_first_token_timeout_seconds: float = Field(
+        default=45.0, gt=0, description="The first token (text or a tool call) of a streamed call, within"
+    )
+    llm_retry_budget_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="All attempts and back-offs of one streamed call before its first token; then 504",
+    )
     key_cache_seconds: int = Field(default=300, ge=0)
 
     # Memory

@@ -187,3 +187,36 @@ def test_a_failure_mid_stream_is_an_error_event(stack: dict[str, Any], offline_m
     assert "delta" in names
     assert names[-1] == "error"
     assert events[-1][2]["code"] == "upstream_error"
+
+
+def test_silence_is_filled_with_ping_comments(
+    stack: dict[str, Any], paced: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While nothing is said (a model thinking, tools running), a `: ping` comment goes out after
+    every interval of silence, and the events around it arrive whole."""
+    from shelfwise.web import sse
+
+    interval = 0.1
+    monkeypatch.setattr(sse, "PING_INTERVAL_SECONDS", interval)
+    paced.token_delay_ms = 350  # each pause between two chunks is several intervals of silence
+    url, user = stack["url"], bearer("gina")
+    conversation_id = _conversation(url, user)
+    arrivals: list[tuple[float, str]] = []
+    with httpx.stream(
+        "POST",
+        f"{url}/conversations/{conversation_id}/messages",
+        json={"content": "hello there"},
+        headers=user,
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            arrivals.append((time.perf_counter(), line))
+    lines = [line for _, line in arrivals]
+    pings = [i for i, line in enumerate(lines) if line == ": ping"]
+    deltas = [line for line in lines if line == "event: delta"]
+    assert len(pings) >= len(deltas) - 1 >= 1, lines
+    for i in pings:  # a ping only after silence: never right after another line
+        silence = arrivals[i][0] - arrivals[i - 1][0]
+        assert silence >= interval * 0.7, (silence, lines[i - 3 : i + 1])
+    assert [line for line in lines if line.startswith("event: ")][-2:] == ["event: usage", "event: done"]

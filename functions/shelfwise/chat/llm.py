@@ -1,9 +1,13 @@
 """The models, through the openai client against any OpenAI-compatible server.
 
-Retries (with backoff) happen only before the first chunk of an answer arrives: once anything may
-have reached the user, a failure ends the answer instead of silently starting it again. Upstream
-failures become domain errors: timeout -> UpstreamTimeout (504), rate limit -> UpstreamRateLimited
-(429 with Retry-After), anything else -> UpstreamError (502).
+Retries (with backoff) happen only before the first token of an answer (text or a tool call):
+once anything may have reached the user, a failure ends the answer instead of silently starting it
+again. Waiting is bounded: each streamed call must show its first token within
+`llm_first_token_timeout_seconds`, and all attempts of one call, back-offs included, share
+`llm_retry_budget_seconds`; a stalled model is a 504 after at most the budget. A stream that ends
+without a token (an empty answer) is an upstream error, retried once, never an empty reply.
+Upstream failures become domain errors: timeout -> UpstreamTimeout (504), rate limit ->
+UpstreamRateLimited (429 with Retry-After), anything else -> UpstreamError (502).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 
 
 MAX_RETRY_DELAY_SECONDS = 5
+EMPTY_ANSWER_RETRIES = 1  # an empty answer is asked again once (before the first token), then 502
 
 
 @dataclass
@@ -59,6 +64,40 @@ class RoundEnd:
 
 
 StreamEvent = TextDelta | RoundEnd
+
+
+@dataclass
+class _Round:
+    """What the chunks of one streamed call have said so far."""
+
+    calls: dict[int, ToolCall] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    usage: Usage | None = None
+
+    def absorb(self, chunk: Any) -> list[str]:
+        """Take in one chunk; returns its text."""
+        texts: list[str] = []
+        if chunk.usage is not None:
+            self.usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta is not None and delta.content:
+                texts.append(delta.content)
+            for call in (delta.tool_calls if delta is not None else None) or []:
+                slot = self.calls.setdefault(call.index, ToolCall(id="", name=""))
+                if call.id:
+                    slot.id = call.id
+                if call.function is not None:
+                    slot.name += call.function.name or ""
+                    slot.arguments += call.function.arguments or ""
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+        return texts
+
+
+def _has_token(chunk: Any) -> bool:
+    """Whether a chunk carries part of the answer (text or a tool call), not only a role or usage."""
+    return any(c.delta is not None and (c.delta.content or c.delta.tool_calls) for c in chunk.choices)
 
 
 def resolve_api_key(settings: Settings) -> str:
@@ -139,11 +178,14 @@ class ChatModel:
             self._clients = {loop_id: client}  # the loop of a finished invocation is gone
         return client
 
-    async def _backoff(self, attempt: int, error: DomainError) -> None:
+    def _delay(self, attempt: int, error: DomainError) -> float:
         retry_after = error.details.get("retry_after")
         if retry_after and retry_after > MAX_RETRY_DELAY_SECONDS:
             raise error  # too long to hold the request: the caller gets 429 with Retry-After
-        delay = float(retry_after) if retry_after else min(8.0, 0.5 * 2**attempt) * (0.5 + random.random())
+        return float(retry_after) if retry_after else min(8.0, 0.5 * 2**attempt) * (0.5 + random.random())
+
+    async def _backoff(self, attempt: int, error: DomainError, *, delay: float | None = None) -> None:
+        delay = self._delay(attempt, error) if delay is None else delay
         logger.warning(
             "model call failed, retrying",
             extra={"attempt": attempt + 1, "code": error.code, "delay_s": delay},
@@ -159,7 +201,11 @@ class ChatModel:
         max_completion_tokens: int,
         retry: bool = True,
     ) -> AsyncGenerator[StreamEvent]:
-        """One streamed model call: text deltas as they come, then a RoundEnd."""
+        """One streamed model call: text deltas as they come, then a RoundEnd.
+
+        The first token (text or tool call) must come within the first-token timeout; attempts and
+        back-offs before it share the retry budget. Raises UpstreamTimeout when they run out,
+        UpstreamError for an answer that ends without a token (after one more try)."""
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": list(messages),
@@ -169,47 +215,60 @@ class ChatModel:
         }
         if tools:
             kwargs["tools"] = list(tools)
-        attempt = 0
+        settings = self.settings
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + settings.llm_retry_budget_seconds
+        attempt = empties = 0
         while True:
+            stream: Any = None
+            head: list[Any] = []
+            wait = min(settings.llm_first_token_timeout_seconds, max(0.0, deadline - clock()))
             try:
-                stream = await self._client().chat.completions.create(**kwargs)
-                chunks = stream.__aiter__()
-                first = await anext(chunks)
+                with anyio.fail_after(wait):
+                    stream = await self._client().chat.completions.create(**kwargs)
+                    chunks = stream.__aiter__()
+                    async for chunk in chunks:  # up to the first token: a role chunk is not one
+                        head.append(chunk)
+                        if _has_token(chunk):
+                            break
+                    else:
+                        raise UpstreamError("the model's answer was empty", reason="empty")
                 break
-            except StopAsyncIteration:
-                raise UpstreamError("the model's server sent an empty stream") from None
             except Exception as exc:
-                error = map_error(exc)
-                if not retry or attempt >= self.settings.llm_max_retries or not _retryable(error):
+                if stream is not None:
+                    with anyio.CancelScope(shield=True):
+                        await stream.close()
+                if isinstance(exc, TimeoutError):
+                    error: DomainError = UpstreamTimeout(
+                        f"the model sent nothing within {wait:g} s", reason="first_token_timeout"
+                    )
+                else:
+                    error = map_error(exc)
+                empty = error.details.get("reason") == "empty"
+                if empty:
+                    empties += 1
+                again = (
+                    empties <= EMPTY_ANSWER_RETRIES
+                    if empty
+                    else attempt < settings.llm_max_retries and _retryable(error)
+                )
+                if not retry or not again:
                     raise error from exc
-                await self._backoff(attempt, error)
+                delay = self._delay(attempt, error)
+                if clock() + delay >= deadline:
+                    logger.warning("model call failed, retry budget spent", extra={"code": error.code})
+                    raise error from exc
+                await self._backoff(attempt, error, delay=delay)
                 attempt += 1
 
-        calls: dict[int, ToolCall] = {}
-        finish_reason = "stop"
-        usage: Usage | None = None
+        state = _Round()
         try:
-            chunk: Any = first
-            while True:
-                if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        yield TextDelta(delta.content)
-                    for call in (delta.tool_calls if delta is not None else None) or []:
-                        slot = calls.setdefault(call.index, ToolCall(id="", name=""))
-                        if call.id:
-                            slot.id = call.id
-                        if call.function is not None:
-                            slot.name += call.function.name or ""
-                            slot.arguments += call.function.arguments or ""
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
+            for chunk in head:
+                for text in state.absorb(chunk):
+                    yield TextDelta(text)
+            async for chunk in chunks:
+                for text in state.absorb(chunk):
+                    yield TextDelta(text)
         except DomainError:
             raise
         except Exception as exc:
@@ -222,10 +281,10 @@ class ChatModel:
             # model's server stops generating tokens nobody will read.
             with anyio.CancelScope(shield=True):
                 await stream.close()
-        ordered = [calls[i] for i in sorted(calls)]
+        ordered = [state.calls[i] for i in sorted(state.calls)]
         for i, call in enumerate(ordered):
             call.id = call.id or f"call_{i}"
-        yield RoundEnd(finish_reason=finish_reason, tool_calls=ordered, usage=usage)
+        yield RoundEnd(finish_reason=state.finish_reason, tool_calls=ordered, usage=state.usage)
 
     async def complete(
         self, *, model: str, messages: Sequence[dict[str, Any]], max_completion_tokens: int

@@ -338,8 +338,14 @@ class ChatService:
             created_at=clock.now_iso(),
         )
         turn_id = uuid.uuid4().hex
+        assistant_id = uuid.uuid4().hex  # named with the lock: a refused second message is told it
         self.repo.begin_turn(
-            user_id, conversation, user_message, turn_id=turn_id, lock_seconds=self.settings.turn_lock_seconds
+            user_id,
+            conversation,
+            user_message,
+            turn_id=turn_id,
+            lock_seconds=self.settings.turn_lock_seconds,
+            answer_id=assistant_id,
         )
         return Turn(
             service=self,
@@ -349,6 +355,7 @@ class ChatService:
             user_message=user_message,
             prompt=prompt,
             turn_id=turn_id,
+            assistant_id=assistant_id,
         )
 
     async def fold(self, turn: Turn) -> int:

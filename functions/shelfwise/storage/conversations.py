@@ -18,6 +18,10 @@ from shelfwise.storage.items import ConversationItem, MessageItem
 
 _MESSAGE_KEY_NAMES = ("pk", "sk")
 _LIVE = exists("pk") & absent("deleting")
+_LOCK_FIELDS = ("turn_id", "turn_until", "turn_message_id")
+# What a refused second message is told to wait (at most): a turn usually ends within seconds, and
+# the lock of a crashed one would say minutes.
+TURN_RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -130,22 +134,33 @@ class ConversationRepository:
         )
 
     def begin_turn(
-        self, user_id: str, conversation: Conversation, message: Message, *, turn_id: str, lock_seconds: int
+        self,
+        user_id: str,
+        conversation: Conversation,
+        message: Message,
+        *,
+        turn_id: str,
+        lock_seconds: int,
+        answer_id: str | None = None,
     ) -> None:
         """Store the user's message and reserve the next sequence number for the answer.
 
         Conditional on the conversation still being at the sequence the caller read and no other
         live turn holding it: of two concurrent turns exactly one wins; the other gets 409 and
-        writes nothing. (Throttling and conflicts are the gateway's: a 503, never a 409.)
+        writes nothing, told the running answer's message id (kept with the lock as
+        `turn_message_id`) and when to retry. (Throttling and conflicts are the gateway's: a 503,
+        never a 409.)
         """
         now = clock.now()
         at = clock.iso(now)
+        lock: dict[str, Any] = {"turn_id": turn_id, "turn_until": int(now.timestamp()) + lock_seconds}
+        if answer_id is not None:
+            lock["turn_message_id"] = answer_id
         update = (
             Update()
             .set(
                 last_seq=message.seq + 1,
-                turn_id=turn_id,
-                turn_until=int(now.timestamp()) + lock_seconds,
+                **lock,
                 updated_at=at,
                 activity_sk=keys.activity_sk(at, conversation.id),
             )
@@ -167,9 +182,13 @@ class ConversationRepository:
             found = exc.item(1)
             if exc.failed(1) and (found is None or found.get("deleting")):
                 raise NotFound("conversation not found", conversation_id=conversation.id) from exc
+            running = found is not None and found.get("turn_id") is not None
+            until = int(found.get("turn_until") or 0) if running and found is not None else 0
             raise TurnInProgress(
                 "another message of this conversation is being answered; retry when it is done",
                 conversation_id=conversation.id,
+                message_id=found.get("turn_message_id") if running and found is not None else None,
+                retry_after=min(TURN_RETRY_AFTER_SECONDS, max(1, until - int(now.timestamp()))),
             ) from exc
 
     def finish_turn(self, user_id: str, conversation_id: str, message: Message, *, turn_id: str) -> None:
@@ -195,9 +214,7 @@ class ConversationRepository:
             self.db.transact(
                 [
                     answer,
-                    Change(
-                        key, counters.copy().remove("turn_id", "turn_until"), _LIVE & eq("turn_id", turn_id)
-                    ),
+                    Change(key, counters.copy().remove(*_LOCK_FIELDS), _LIVE & eq("turn_id", turn_id)),
                 ]
             )
             return
@@ -228,7 +245,7 @@ class ConversationRepository:
         with contextlib.suppress(ConditionFailed):
             self.db.update(
                 ConversationItem.key(user_id, conversation_id),
-                Update().remove("turn_id", "turn_until"),
+                Update().remove(*_LOCK_FIELDS),
                 condition=eq("turn_id", turn_id),
             )
 

@@ -49,7 +49,7 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = "1"
-    if isinstance(exc, errors.UpstreamRateLimited):
+    if isinstance(exc, errors.UpstreamRateLimited | errors.TurnInProgress):
         headers["Retry-After"] = str(exc.retry_after or 1)
     if status >= 500:
         logger.error("request failed", extra={"code": exc.code, "details": exc.details})
