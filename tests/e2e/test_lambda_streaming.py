@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -221,15 +222,104 @@ def test_invocations_in_a_row_each_with_its_request_id_logs_and_metrics(stack: S
     assert emf[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Shelfwise"
 
 
-def test_an_event_that_is_not_an_http_request_is_an_invocation_error(stack: StreamStack) -> None:
+def _logs_of(process: StreamProcess, request_id: str) -> list[dict[str, Any]]:
+    return [r for r in process.records() if r.get("function_request_id") == request_id]
+
+
+def test_a_completion_invocation_is_acknowledged_silently(stack: StreamStack) -> None:
+    """What API Gateway sends after each streamed response: answered like any invocation (an empty
+    `null` answer), never an invocation error (which would count in the Errors metric every time)."""
     stack.api.errors.clear()
-    request_id = stack.api.invoke({"source": "aws.events", "detail": {}})
+    streamed = stack.api.invoke(turn_event("0" * 32, "anyone there?"))
+    assert stack.api.wait_response(streamed).prelude["statusCode"] == 404
+    completion = stack.api.invoke({"invokeCompletionStatus": "Success", "requestId": streamed})
+    assert stack.api.wait_answer(completion) == b"null"
+    assert stack.api.errors == []
+    assert completion not in stack.api.responses  # not streamed: nothing for a client
+    # The process goes on serving: the next real invocation is answered.
+    after = stack.api.wait_response(stack.api.invoke(turn_event("0" * 32, "still there?")))
+    assert after.prelude["statusCode"] == 404
+    assert stack.process.running
+    levels = {r["level"] for r in _logs_of(stack.process, completion)}
+    assert levels <= {"DEBUG", "INFO"}, _logs_of(stack.process, completion)
+    assert stack.api.errors == []
+
+
+def test_a_completion_that_did_not_succeed_is_counted(stack: StreamStack) -> None:
+    stack.api.errors.clear()
+    streamed = str(uuid.uuid4())
+    completion = stack.api.invoke({"invokeCompletionStatus": "Failure", "requestId": streamed})
+    assert stack.api.wait_answer(completion) == b"null"
+    assert stack.api.errors == []
+    log = stack.process.wait_for_log(completion, "a streamed response did not complete")
+    assert (log["level"], log["invoke_completion_status"], log["stream_request_id"]) == (
+        "WARNING",
+        "Failure",
+        streamed,
+    )
+    # The EMF line of that invocation: one StreamCompletionNotSuccess, with the status beside it.
+    deadline = time.monotonic() + 10
+    while not (
+        emf := [r for r in stack.process.records() if "_aws" in r and r.get("stream_request_id") == streamed]
+    ):
+        assert time.monotonic() < deadline, stack.process.output()[-3000:]
+        time.sleep(0.05)
+    assert emf[0]["StreamCompletionNotSuccess"] == [1.0]
+    assert emf[0]["invoke_completion_status"] == "Failure"
+    names = {m["Name"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert "StreamCompletionNotSuccess" in names
+    assert "ApiRequests" not in names  # not a request
+
+
+def test_an_unknown_event_is_warned_about_not_an_error(stack: StreamStack) -> None:
+    stack.api.errors.clear()
+    request_id = stack.api.invoke({"source": "aws.events", "detail": {"secret": "do not log me"}})
+    assert stack.api.wait_answer(request_id) == b"null"
+    assert stack.api.errors == []
+    assert request_id not in stack.api.responses
+    log = stack.process.wait_for_log(request_id, "ignored an event that is not an HTTP request")
+    assert log["level"] == "WARNING"
+    assert log["event_keys"] == ["detail", "source"]
+    assert "do not log me" not in stack.process.output()
+    warnings = [r for r in _logs_of(stack.process, request_id) if r["level"] in ("WARNING", "ERROR")]
+    assert len(warnings) == 1, warnings
+    after = stack.api.wait_response(stack.api.invoke(turn_event("0" * 32, "still there?")))
+    assert after.prelude["statusCode"] == 404
+
+
+def test_a_malformed_api_gateway_event_is_an_invocation_error(stack: StreamStack) -> None:
+    """API Gateway-shaped but not a request Mangum can read: that is a fault worth an error."""
+    stack.api.errors.clear()
+    request_id = stack.api.invoke({"requestContext": {"requestId": "x"}, "detail": {}})
     error = stack.api.wait_error()
     assert error.path == f"/2018-06-01/runtime/invocation/{request_id}/error"
     assert error.headers["lambda-runtime-function-error-type"] == "NotAnHttpRequest"
     assert error.body["errorType"] == "NotAnHttpRequest"
     assert request_id not in stack.api.responses
     stack.api.errors.clear()
+
+
+def test_the_runtime_apis_reply_to_a_stream_is_read(stack: StreamStack) -> None:
+    """Lambda answers a streamed response once its body has ended; a refusal (here: too large) is
+    only seen by a loop that reads that answer, and it is logged."""
+    refusal = b'{"errorMessage":"Response payload size exceeded","errorType":"Function.ResponseSizeTooLarge"}'
+    # An SSE answer: Starlette's streaming response is what used to cancel the read of the reply.
+    event = turn_event(create_conversation(stack.services), "hi")
+    request_id = stack.api.invoke(event, refuse_with=(413, refusal))
+    response = stack.api.wait_response(request_id)
+    assert response.complete
+    assert sse_events(response.payload)[-1][0] == "done"
+    log = stack.process.wait_for_log(request_id, "the Runtime API did not acknowledge the response")
+    assert log["level"] == "WARNING"
+    assert "413" in log["runtime_error"]
+    assert "Function.ResponseSizeTooLarge" in log["runtime_error"]
+    # An answer that is accepted is read too, and logged as streamed (no warning).
+    accepted = stack.api.invoke(turn_event("0" * 32, "anyone there?"))
+    stack.api.wait_response(accepted)
+    assert stack.process.wait_for_log(accepted, "streamed")["status"] == 404
+    assert all(r["level"] == "INFO" for r in _logs_of(stack.process, accepted)), _logs_of(
+        stack.process, accepted
+    )
 
 
 def test_the_unknown_conversation_is_an_ordinary_404(stack: StreamStack) -> None:
@@ -258,12 +348,19 @@ def test_an_exception_after_the_first_byte_goes_in_the_error_trailers() -> None:
         assert response.prelude["statusCode"] == 200  # the client already had its 200
         assert response.payload == stream_apps.FIRST_BYTES
         assert response.complete
+        # A generic error for the caller; what went wrong only in the function's own log.
         assert response.error_trailer() == (
-            "RuntimeError",
-            {"errorMessage": stream_apps.BROKE_OFF, "errorType": "RuntimeError"},
+            "Function.InternalError",
+            {
+                "errorMessage": "the function failed after its response had started",
+                "errorType": "Function.InternalError",
+            },
         )
+        assert stream_apps.BROKE_OFF not in json.dumps(response.trailers)
+        assert "RuntimeError" not in json.dumps(response.trailers)
         log = process.wait_for_log(first, "the answer broke off after its first byte")
         assert stream_apps.BROKE_OFF in log["exception"]
+        assert log["exception_name"] == "RuntimeError"
         # ... and the process serves the next invocation.
         second = api.invoke(turn_event("a" * 32, "x"))
         assert api.wait_response(second).error_trailer() is not None
@@ -287,12 +384,14 @@ def test_an_exception_before_the_response_started_is_a_500_prelude() -> None:
 
 
 def test_a_response_the_app_leaves_open_ends_with_the_error_trailers() -> None:
-    with FakeRuntimeAPI() as api, _test_app_process(api, "leaves_response_open"):
+    with FakeRuntimeAPI() as api, _test_app_process(api, "leaves_response_open") as process:
         response = api.wait_response(api.invoke(turn_event("a" * 32, "x")))
         assert response.payload == b"partial"
         trailer = response.error_trailer()
         assert trailer is not None
-        assert trailer[0] == "IncompleteResponse"
+        assert trailer[0] == "Function.InternalError"
+        log = process.wait_for_log(response.request_id, "the answer broke off after its first byte")
+        assert log["exception_name"] == "IncompleteResponse"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,10 @@ execs `python -m shelfwise.entry.stream` instead of the buffering runtime. Then:
 - per invocation: the API Gateway REST event becomes an ASGI scope through Mangum's own translation
   (`aws.event` included: the app reads the Cognito claims from it), and the app's `send` messages go
   to the Runtime API as they come (`shelfwise.entry.streaming_runtime`, the swappable part).
+- an event that is not an HTTP request is answered `null`, never an invocation error (that would
+  count in the Errors metric): API Gateway's after-stream completion call silently (a
+  `StreamCompletionNotSuccess` metric when its status is not Success), anything else with a warning.
+  An API Gateway event Mangum cannot read is an invocation error.
 - Powertools as in ApiFunction: the Logger carries the request id and the API Gateway request id as
   correlation id, metrics are flushed per invocation, the Tracer is created on first use.
 - One event loop for the process: the model client (one per loop) keeps its connections warm.
@@ -33,6 +37,7 @@ from shelfwise.entry.streaming_runtime import (
     Outcome,
     ResponseStream,
     RuntimeClient,
+    completion_status,
     serve_asgi,
 )
 
@@ -40,7 +45,7 @@ DEFAULT_APP = "shelfwise.web.app:create_app"  # module:factory; tests pass their
 
 
 class NotAnHttpRequest(Exception):
-    """The event is not an API Gateway REST request (a direct invoke, a test event)."""
+    """The event looks like API Gateway's but is not a REST request Mangum can read."""
 
 
 def handler(event: Any, context: Any) -> NoReturn:
@@ -102,6 +107,21 @@ class StreamFunction:
         return logged
 
     def stream_invocation(self, event: Any, context: LambdaContext) -> None:
+        if (status := completion_status(event)) is not None:
+            _acknowledge_completion(status, event.get("requestId"))
+            self.runtime.respond(context.aws_request_id)
+            return
+        if not isinstance(event, dict) or "requestContext" not in event:
+            from shelfwise.observability import logger
+
+            # The keys only: an event nobody should have sent may hold anything.
+            keys = sorted(map(str, event)) if isinstance(event, dict) else []
+            logger.warning(
+                "ignored an event that is not an HTTP request",
+                extra={"event_type": type(event).__name__, "event_keys": keys},
+            )
+            self.runtime.respond(context.aws_request_id)
+            return
         try:
             http = self.adapter.infer(event, context)
             scope, body = http.scope, http.body
@@ -110,6 +130,20 @@ class StreamFunction:
         self._stream = self.runtime.response_stream(context.aws_request_id)
         outcome = self.loop.run_until_complete(serve_asgi(self.app, scope, body, self._stream))
         _report(outcome)
+
+
+def _acknowledge_completion(status: str, stream_request_id: Any) -> None:
+    """API Gateway's word that a streamed response is over: nothing to do when it went well."""
+    from shelfwise.observability import logger, metrics
+
+    if status == "Success":
+        logger.debug("stream completion acknowledged", extra={"stream_request_id": stream_request_id})
+        return
+    details = {"invoke_completion_status": status, "stream_request_id": stream_request_id}
+    metrics.add_metric(name="StreamCompletionNotSuccess", unit="Count", value=1)
+    for key, value in details.items():
+        metrics.add_metadata(key=key, value=value)
+    logger.warning("a streamed response did not complete", extra=details)
 
 
 def _report(outcome: Outcome) -> None:
@@ -133,7 +167,8 @@ def _report(outcome: Outcome) -> None:
         logger.error("the request failed", extra=details, exc_info=outcome.error)
     elif outcome.runtime_error is not None:
         logger.warning(
-            f"the Runtime API did not acknowledge the response: {outcome.runtime_error}", extra=details
+            "the Runtime API did not acknowledge the response",
+            extra={**details, "runtime_error": str(outcome.runtime_error)},
         )
     elif outcome.disconnected:
         logger.warning("the client left mid-answer", extra=details)

@@ -19,7 +19,13 @@ The protocol (Runtime API 2018-06-01, on loopback at $AWS_LAMBDA_RUNTIME_API):
                                            body: JSON prelude {statusCode, headers, cookies}, 8 NUL
                                            bytes, then the payload, each piece its own HTTP chunk;
                                            a failure after the first byte goes in the two trailers
-    POST /runtime/invocation/{id}/error    an invocation that is not an HTTP request
+                                           (a generic type and message: the details stay in the
+                                           function's log); the Runtime API answers once the body
+                                           has ended, and that answer is read
+    POST /runtime/invocation/{id}/response (not streamed) `null`, the answer to an event that is not
+                                           an HTTP request: API Gateway's after-stream completion
+                                           call, or an event nobody should have sent
+    POST /runtime/invocation/{id}/error    an API Gateway event that is not a request Mangum reads
     POST /runtime/init/error               the app could not be created
 
 `http.client` cannot send trailers, hence the small HTTP/1.1 client on raw sockets.
@@ -44,6 +50,10 @@ STREAM_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 ERROR_TYPE_TRAILER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 RESPONSE_ACK_TIMEOUT_SECONDS = 10.0
+# What the caller is told of an error after the first byte: nothing of the exception (its text may
+# hold anything); the function's own log has the details.
+STREAM_ERROR_TYPE = "Function.InternalError"
+STREAM_ERROR_MESSAGE = "the function failed after its response had started"
 _RECV_SIZE = 64 * 1024
 
 # ASGI, typed here so this module depends on no framework.
@@ -72,6 +82,15 @@ class IncompleteResponse(RuntimeError):
 def error_json(exc: BaseException) -> dict[str, str]:
     """The Lambda error shape: what the Runtime API and its callers expect."""
     return {"errorMessage": str(exc) or type(exc).__name__, "errorType": type(exc).__name__}
+
+
+def completion_status(event: Any) -> str | None:
+    """The `invokeCompletionStatus` of an after-stream completion invocation
+    (`{"invokeCompletionStatus": "Success", "requestId": ...}`, which API Gateway sends once a
+    streamed response is over), or None for any other event."""
+    if isinstance(event, dict) and "invokeCompletionStatus" in event and "requestContext" not in event:
+        return str(event["invokeCompletionStatus"])
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -263,6 +282,13 @@ class RuntimeClient:
     def init_error(self, exc: BaseException) -> None:
         self._post_error(f"/{API_VERSION}/runtime/init/error", exc)
 
+    def respond(self, request_id: str, body: bytes = b"null") -> None:
+        """A whole (not streamed) answer to an invocation: for an event that is not an HTTP request."""
+        path = f"/{API_VERSION}/runtime/invocation/{request_id}/response"
+        response = self.request("POST", path, body, {"Content-Type": "application/json"})
+        if response.status >= 300:
+            raise RuntimeAPIError(f"{path} answered {response.status}: {response.body[:200]!r}")
+
     def response_stream(self, request_id: str) -> ResponseStream:
         return ResponseStream(self, request_id)
 
@@ -325,13 +351,15 @@ class ResponseStream:
         self.chunks += 1
         self.bytes += len(data)
 
-    async def finish(self, error: BaseException | None = None) -> HttpResponse:
-        """End the body (the error, if any, in the trailers) and wait for the Runtime API's answer."""
+    async def finish(self, *, failed: bool = False) -> HttpResponse:
+        """End the body (if it broke off, with the generic error in the trailers) and wait for the
+        Runtime API's answer to the whole response."""
         self._ending = True
         end = b"0\r\n"
-        if error is not None:
-            body = base64.b64encode(json.dumps(error_json(error)).encode()).decode()
-            end += f"{ERROR_TYPE_TRAILER}: {type(error).__name__}\r\n".encode()
+        if failed:
+            error = {"errorMessage": STREAM_ERROR_MESSAGE, "errorType": STREAM_ERROR_TYPE}
+            body = base64.b64encode(json.dumps(error).encode()).decode()
+            end += f"{ERROR_TYPE_TRAILER}: {STREAM_ERROR_TYPE}\r\n".encode()
             end += f"{ERROR_BODY_TRAILER}: {body}\r\n".encode()
         await self._send(end + b"\r\n")
         assert self._reader is not None
@@ -403,7 +431,7 @@ class Outcome:
     disconnected: bool = False  # the stream broke mid-answer; the app was cancelled
     error: BaseException | None = None  # what the app raised (before or after the first byte)
     error_after_first_byte: bool = False  # the error went out in the trailers
-    runtime_error: BaseException | None = None  # the Runtime API did not acknowledge the response
+    runtime_error: BaseException | None = None  # the Runtime API refused the response, or never answered
     chunks: int = 0
     bytes: int = 0
     first_byte_ms: float | None = None  # from the start of the invocation to the prelude
@@ -428,12 +456,18 @@ async def serve_asgi(app: ASGIApp, scope: Scope, body: bytes, stream: ResponseSt
     `receive()` hands over the body once, then blocks until the response has ended (or the client
     left) and only then says `http.disconnect`: returning at once would make Starlette's disconnect
     listener spin and starve the stream. If the stream breaks, the app task is cancelled, so a turn
-    stores what was said as interrupted."""
+    stores what was said as interrupted.
+
+    The end of the body and the Runtime API's answer to it run in a task of their own, awaited before
+    `receive()` says `http.disconnect`: Starlette cancels a streaming response's send once it hears
+    the disconnect, and the answer (a refusal, say) would go unread."""
     began = time.perf_counter()
+    loop = asyncio.get_running_loop()
     outcome = Outcome()
     ended = asyncio.Event()  # the response is complete, or the client is gone
     body_sent = False
     finished = False
+    finishing: asyncio.Task[HttpResponse] | None = None
 
     async def receive() -> Message:
         nonlocal body_sent
@@ -444,7 +478,7 @@ async def serve_asgi(app: ASGIApp, scope: Scope, body: bytes, stream: ResponseSt
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
-        nonlocal finished
+        nonlocal finished, finishing
         if stream.broken or finished:
             return  # the client is gone (the app is being cancelled), or the response is complete
         kind = message["type"]
@@ -461,13 +495,13 @@ async def serve_asgi(app: ASGIApp, scope: Scope, body: bytes, stream: ResponseSt
             await _quietly(stream.write(bytes(message.get("body", b""))))
             if not message.get("more_body", False) and not stream.broken:
                 finished = True
-                ended.set()
-                try:
-                    await stream.finish()
-                except RuntimeAPIError as exc:  # the answer is out; only its acknowledgement failed
-                    outcome.runtime_error = exc
+                finishing = loop.create_task(stream.finish(), name=f"finish-{stream.request_id}")
+                try:  # the answer is read even if the app is cancelled meanwhile (awaited below)
+                    await asyncio.wait([finishing])
+                finally:
+                    ended.set()
 
-    app_task: asyncio.Task[None] = asyncio.get_running_loop().create_task(app(scope, receive, send))
+    app_task: asyncio.Task[None] = loop.create_task(app(scope, receive, send))
 
     def client_gone() -> None:
         ended.set()
@@ -477,6 +511,11 @@ async def serve_asgi(app: ASGIApp, scope: Scope, body: bytes, stream: ResponseSt
     stream.on_broken = client_gone
     try:
         await asyncio.wait([app_task])
+        if finishing is not None:
+            try:
+                await finishing
+            except RuntimeAPIError as refused:  # the answer is out; the Runtime API refused or ignored it
+                outcome.runtime_error = refused
         if stream.broken and not finished:
             outcome.disconnected = True
         elif app_task.cancelled():
@@ -494,7 +533,7 @@ async def serve_asgi(app: ASGIApp, scope: Scope, body: bytes, stream: ResponseSt
                 outcome.first_byte_ms = (time.perf_counter() - began) * 1000
             else:
                 outcome.error_after_first_byte = True  # the client has a 200: the error goes in trailers
-                await stream.finish(outcome.error)
+                await stream.finish(failed=True)
     except ClientGone:
         outcome.disconnected = True
     finally:
