@@ -83,16 +83,19 @@ def find_jar(package_dir: Path = PACKAGE_DIR) -> Path:
     return jars[-1]
 
 
+def _ask(java: str, option: str) -> str | None:
+    """What `java OPTION` prints (stdout and stderr), None when it does not run."""
+    try:
+        done = subprocess.run([java, option], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout + done.stderr
+
+
 @functools.cache
 def java_major(java: str) -> int | None:
     """The major version `java -version` reports (None when it does not run)."""
-    try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stderr
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if match := re.search(r'version "(\d+)(?:\.(\d+))?', out):
+    if match := re.search(r'version "(\d+)(?:\.(\d+))?', _ask(java, "-version") or ""):
         major = int(match.group(1))
         return int(match.group(2) or 0) if major == 1 else major
     return None
@@ -101,13 +104,7 @@ def java_major(java: str) -> int | None:
 @functools.cache
 def has_compiler(java: str) -> bool:
     """Whether this Java can run a single source file (its runtime includes jdk.compiler)."""
-    try:
-        out = subprocess.run(
-            [java, "--list-modules"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return any(line.startswith("jdk.compiler@") for line in out.splitlines())
+    return any(line.startswith("jdk.compiler@") for line in (_ask(java, "--list-modules") or "").splitlines())
 
 
 def find_java(java: str | None = None) -> str:

@@ -37,6 +37,7 @@ from infra.local.dynamodb_local import DynamoDBLocal
 from infra.local.offline_model import OfflineModel
 from infra.local.run import interface_ipv4
 from infra.local.table import create_table
+from tests.fixtures.conversations import seed_first_exchange
 from tests.fixtures.runtime_api import DELIMITER, USER_SUB, sse_events
 from tests.fixtures.sam import ROOT, SAM_WRAPPER, sam_environment
 
@@ -239,27 +240,11 @@ def _exists(stack: Stack, conversation_id: str) -> bool:
 
 def _seed_title_batch(stack: Stack, event: dict[str, Any]) -> None:
     """The conversations the batch's records name, as their NewImages show them, with a first exchange."""
-    from shelfwise.storage import keys
-    from shelfwise.storage.codec import decode_item, encode_item
 
     client = stack.ddb.client()
     questions = ["How many black hoodies in M do we have?", "What is low on stock?"]
     for record, question in zip(event["Records"], questions, strict=True):
-        image = record["dynamodb"]["NewImage"]
-        item = decode_item(image)
-        client.put_item(TableName=TABLE, Item=image)
-        for seq, role, content in ((1, "user", question), (2, "assistant", "Here is what I found.")):
-            message = {
-                **keys.message_key(item["user_id"], item["id"], seq),
-                "type": "message",
-                "conversation_id": item["id"],
-                "id": f"m{seq}",
-                "seq": seq,
-                "role": role,
-                "content": content,
-                "created_at": "2026-11-29T09:14:03.000Z",
-            }
-            client.put_item(TableName=TABLE, Item=encode_item(message))
+        seed_first_exchange(client, TABLE, record["dynamodb"]["NewImage"], question)
 
 
 @pytest.mark.timeout(2 * INVOKE_TIMEOUT_S + 60)

@@ -18,9 +18,9 @@ from infra.local.table import create_table
 from shelfwise.entry import titles
 from shelfwise.observability import metrics
 from shelfwise.settings import get_settings
-from shelfwise.storage import keys
-from shelfwise.storage.codec import decode_item, encode_item
+from shelfwise.storage.codec import decode_item
 from shelfwise.storage.dynamo import dynamodb_client
+from tests.fixtures.conversations import seed_first_exchange
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "titles"
 TABLE = "shelfwise-title-events"
@@ -85,21 +85,8 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, model: Any) -> Iterator[Any]:
 def seed(client: Any, event: dict[str, Any]) -> None:
     """The conversations as the records' NewImages show them, with their first exchange."""
     for record in event["Records"]:
-        item = decode_item(record["dynamodb"]["NewImage"])
-        client.put_item(TableName=TABLE, Item=record["dynamodb"]["NewImage"])
-        question = FIRST_QUESTIONS[item["id"]]
-        for seq, role, content in ((1, "user", question), (2, "assistant", "Here is what I found.")):
-            message = {
-                **keys.message_key(item["user_id"], item["id"], seq),
-                "type": "message",
-                "conversation_id": item["id"],
-                "id": f"m{seq}",
-                "seq": seq,
-                "role": role,
-                "content": content,
-                "created_at": "2026-11-29T09:14:03.000Z",
-            }
-            client.put_item(TableName=TABLE, Item=encode_item(message))
+        image = record["dynamodb"]["NewImage"]
+        seed_first_exchange(client, TABLE, image, FIRST_QUESTIONS[decode_item(image)["id"]])
 
 
 def test_every_event_file_is_covered() -> None:
