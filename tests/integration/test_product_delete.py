@@ -16,9 +16,8 @@ from shelfwise import clock
 from shelfwise.entry.purge import make_handler
 from shelfwise.inventory.models import Adjustment
 from shelfwise.services import Services
-from shelfwise.storage import keys
 from shelfwise.storage.dynamo import Dynamo
-from shelfwise.storage.items import AdjustmentItem, VariantItem
+from shelfwise.storage.items import AdjustmentItem, ProductItem, VariantItem
 from shelfwise.web.app import create_app
 from tests.fixtures.app import bearer, make_settings
 from tests.fixtures.catalog import black_tee
@@ -60,7 +59,7 @@ def _partition(ddb: DynamoTarget, sku: str) -> int:
     pages = ddb.client.get_paginator("query").paginate(
         TableName=ddb.table_name,
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.product_pk(sku)}},
+        ExpressionAttributeValues={":pk": {"S": ProductItem.key(sku)["pk"]}},
         Select="COUNT",
     )
     return sum(page["Count"] for page in pages)

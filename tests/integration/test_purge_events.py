@@ -18,9 +18,9 @@ from infra.local.table import create_table
 from shelfwise.entry import purge
 from shelfwise.observability import metrics
 from shelfwise.settings import get_settings
-from shelfwise.storage import keys
 from shelfwise.storage.codec import decode_item, encode_item
 from shelfwise.storage.dynamo import dynamodb_client
+from shelfwise.storage.items import VariantItem
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "purge"
 TABLE = "shelfwise-purge-events"
@@ -84,15 +84,15 @@ def test_event_replays_through_the_real_handler(
         for size in ("S", "M"):
             table.put_item(
                 TableName=TABLE,
-                Item=encode_item(
-                    {**keys.variant_key(sku, size), "type": "variant", "sku": sku, "size": size}
-                ),
+                Item=encode_item({**VariantItem.key(sku, size), "type": "variant", "sku": sku, "size": size}),
             )
             for n in range(30):
                 at = f"2026-11-29T09:{n:02d}:00.000Z"
                 table.put_item(
                     TableName=TABLE,
-                    Item=encode_item({**keys.adjustment_key(sku, size, at, f"a{n}"), "type": "x"}),
+                    Item=encode_item(
+                        {**{"pk": f"PRODUCT#{sku}", "sk": f"ADJUSTMENT#{size}#{at}#a{n}"}, "type": "x"}
+                    ),
                 )
     context: Any = FakeContext()
     assert purge.lambda_handler(event, context) == {"batchItemFailures": []}

@@ -18,8 +18,8 @@ from infra.local.embedded_dynamodb import EmbeddedDynamoDB
 from infra.local.stream_pump import StreamPump, StreamSource
 from infra.local.table import create_table
 from shelfwise.entry.titles import make_handler
-from shelfwise.storage import keys
 from shelfwise.storage.codec import encode_item
+from shelfwise.storage.items import ConversationItem
 from shelfwise.web.app import create_app
 from tests.fixtures.app import bearer, chat_settings, make_settings
 
@@ -240,7 +240,7 @@ def test_a_new_conversation_is_titled_through_the_running_pump(
             "What is the inventory worth",
             "generated",
         )
-        item = table.get_item(TableName=TABLE, Key=encode_item(keys.conversation_key("ada", broken)))["Item"]
+        item = table.get_item(TableName=TABLE, Key=encode_item(ConversationItem.key("ada", broken)))["Item"]
         assert item["title_generated_by"] == {"S": "fallback"}
         assert pump.stats.dead_lettered == 0
         assert pump.stats.items_failed == 0

@@ -18,8 +18,8 @@ from shelfwise.chat.titles import TitleService
 from shelfwise.entry.titles import make_handler
 from shelfwise.errors import StorageUnavailable
 from shelfwise.services import Services
-from shelfwise.storage import keys
 from shelfwise.storage.codec import decode_item, encode_item
+from shelfwise.storage.items import ConversationItem
 from shelfwise.storage.titles import ConversationRef
 from shelfwise.web.app import create_app
 from tests.fixtures.app import bearer, chat_settings, make_services
@@ -72,7 +72,7 @@ class Stack:
     def item(self, conversation_id: str) -> dict[str, Any] | None:
         out: Any = self.ddb.client.get_item(
             TableName=self.ddb.table_name,
-            Key=encode_item(keys.conversation_key("ada", conversation_id)),
+            Key=encode_item(ConversationItem.key("ada", conversation_id)),
             ConsistentRead=True,
         )
         return decode_item(out["Item"]) if "Item" in out else None
@@ -264,7 +264,7 @@ def test_a_deleted_conversation_is_not_resurrected(stack: Stack) -> None:
     assert stack.client.delete(f"/conversations/{deleted}", headers=ADA).status_code == 204
     stack.ddb.client.update_item(  # a delete that is under way: the first step of DELETE
         TableName=stack.ddb.table_name,
-        Key=encode_item(keys.conversation_key("ada", deleting)),
+        Key=encode_item(ConversationItem.key("ada", deleting)),
         UpdateExpression="SET deleting = :t",
         ExpressionAttributeValues={":t": {"BOOL": True}},
     )

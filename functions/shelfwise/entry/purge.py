@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shelfwise.entry.stream_batch import Handler, record_key, stream_handler
 from shelfwise.observability import logger
 from shelfwise.settings import get_settings
-from shelfwise.storage.keys import product_of
+from shelfwise.storage.items import ProductItem
 
 if TYPE_CHECKING:
     from shelfwise.services import Services
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 def purge_record(services: Services, record: DynamoDBRecord, _: LambdaContext) -> str:
     """Purge the hidden product a record is about; its outcome."""
     key = record_key(record)
-    sku = product_of(*key) if key else None
+    sku = ProductItem.sku_of(*key) if key else None
     if sku is None:  # the filter should not let these through; say so, do not fail
         logger.warning("stream record is not about a product", extra={"event_id": record.event_id})
         return "skipped"

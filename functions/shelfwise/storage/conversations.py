@@ -10,13 +10,11 @@ from shelfwise import clock
 from shelfwise.chat.models import Conversation, Message
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page
-from shelfwise.storage import keys
 from shelfwise.storage.codec import decode_cursor, encode_cursor
 from shelfwise.storage.dynamo import Change, ConditionFailed, Dynamo, Put, TransactionCancelled
-from shelfwise.storage.expressions import Update, absent, begins_with, between, eq, exists, lt
-from shelfwise.storage.items import ConversationItem, MessageItem
+from shelfwise.storage.expressions import Update, absent, eq, exists, lt
+from shelfwise.storage.items import ACTIVITY_INDEX, ConversationItem, MessageItem
 
-_MESSAGE_KEY_NAMES = ("pk", "sk")
 _LIVE = exists("pk") & absent("deleting")
 _LOCK_FIELDS = ("turn_id", "turn_until", "turn_message_id")
 # What a refused second message is told to wait (at most): a turn usually ends within seconds, and
@@ -30,10 +28,6 @@ class TurnContext:
 
     conversation: Conversation
     recent: list[Message]
-
-
-def _messages(user_id: str, conversation_id: str) -> Any:
-    return eq("pk", keys.conversation_pk(user_id, conversation_id)) & begins_with("sk", keys.MESSAGE_PREFIX)
 
 
 class ConversationRepository:
@@ -57,14 +51,10 @@ class ConversationRepository:
         return state.conversation
 
     def list_for_user(self, user_id: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
-        user = keys.user_pk(user_id)
-        start = (
-            decode_cursor(cursor, names=ConversationItem.ACTIVITY_KEYS, fixed={"activity_pk": user})
-            if cursor
-            else None
-        )
+        fixed = {"activity_pk": f"USER#{user_id}"}
+        start = decode_cursor(cursor, names=ConversationItem.ACTIVITY_KEYS, fixed=fixed) if cursor else None
         page = self.db.query(
-            eq("activity_pk", user), index=keys.ACTIVITY_INDEX, forward=False, limit=limit, start=start
+            ConversationItem.of_user(user_id), index=ACTIVITY_INDEX, forward=False, limit=limit, start=start
         )
         items = [ConversationItem.parse(item).conversation for item in page.items]
         return Page(items=items, next_cursor=encode_cursor(page.last_key) if page.last_key else None)
@@ -93,7 +83,7 @@ class ConversationRepository:
             )
         except ConditionFailed as exc:
             raise NotFound("conversation not found", conversation_id=conversation_id) from exc
-        deleted = self.db.delete_found(_messages(user_id, conversation_id), workers=workers)
+        deleted = self.db.delete_found(MessageItem.of(user_id, conversation_id), workers=workers)
         self.db.delete(key)
         return deleted
 
@@ -101,9 +91,9 @@ class ConversationRepository:
     def list_messages(
         self, user_id: str, conversation_id: str, *, limit: int, cursor: str | None
     ) -> Page[Message]:
-        pk = keys.conversation_pk(user_id, conversation_id)
-        start = decode_cursor(cursor, names=_MESSAGE_KEY_NAMES, fixed={"pk": pk}) if cursor else None
-        page = self.db.query(_messages(user_id, conversation_id), limit=limit, start=start)
+        fixed = ConversationItem.key(user_id, conversation_id)
+        start = decode_cursor(cursor, names=MessageItem.KEYS, fixed={"pk": fixed["pk"]}) if cursor else None
+        page = self.db.query(MessageItem.of(user_id, conversation_id), limit=limit, start=start)
         items = [MessageItem.parse(item) for item in page.items]
         return Page(items=items, next_cursor=encode_cursor(page.last_key) if page.last_key else None)
 
@@ -111,16 +101,14 @@ class ConversationRepository:
         """Messages with first <= seq <= last, oldest first."""
         if last < first:
             return []
-        condition = eq("pk", keys.conversation_pk(user_id, conversation_id)) & between(
-            "sk", keys.message_sk(first), keys.message_sk(last)
-        )
+        condition = MessageItem.between(user_id, conversation_id, first, last)
         return [MessageItem.parse(item) for page in self.db.query_all(condition) for item in page.items]
 
     # -- turns --------------------------------------------------------------------------------------
     def load_turn(self, user_id: str, conversation_id: str, *, window: int) -> TurnContext:
         """The state item and the newest `window` messages, with one Query (state sorts last)."""
         page = self.db.query(
-            eq("pk", keys.conversation_pk(user_id, conversation_id)),
+            ConversationItem.partition(user_id, conversation_id),
             forward=False,
             limit=window + 1,
             consistent=True,
@@ -162,7 +150,7 @@ class ConversationRepository:
                 last_seq=message.seq + 1,
                 **lock,
                 updated_at=at,
-                activity_sk=keys.activity_sk(at, conversation.id),
+                activity_sk=f"{at}#{conversation.id}",
             )
             .add(message_count=1)
         )
@@ -201,7 +189,7 @@ class ConversationRepository:
         at = clock.now_iso()
         counters = (
             Update()
-            .set(updated_at=at, activity_sk=keys.activity_sk(at, conversation_id))
+            .set(updated_at=at, activity_sk=f"{at}#{conversation_id}")
             .add(
                 message_count=1,
                 prompt_tokens=message.prompt_tokens or 0,

@@ -18,7 +18,6 @@ from shelfwise.inventory.models import (
     VariantIn,
 )
 from shelfwise.pagination import Page
-from shelfwise.storage import keys
 from shelfwise.storage.codec import decode_cursor, encode_cursor
 from shelfwise.storage.dynamo import (
     Action,
@@ -31,8 +30,16 @@ from shelfwise.storage.dynamo import (
     TransactionCancelled,
     backoff_seconds,
 )
-from shelfwise.storage.expressions import Update, absent, begins_with, eq, exists, ge
-from shelfwise.storage.items import AdjustmentItem, ProductItem, SkuCounterItem, VariantItem
+from shelfwise.storage.expressions import Update, absent, eq, exists
+from shelfwise.storage.items import (
+    CATALOG_INDEX,
+    LOWSTOCK_INDEX,
+    AdjustmentItem,
+    Key,
+    ProductItem,
+    SkuCounterItem,
+    VariantItem,
+)
 
 # Upper bound on items one catalog request reads while filtering by name (keeps a request bounded;
 # the caller pages on with the cursor).
@@ -97,9 +104,7 @@ class InventoryRepository:
         """The product item and its variants (one Query from PRODUCT on: never the history)."""
         product: ProductItem | None = None
         variants: list[VariantItem] = []
-        for page in self.db.query_all(
-            eq("pk", keys.product_pk(sku)) & ge("sk", keys.PRODUCT_SK), consistent=True
-        ):
+        for page in self.db.query_all(ProductItem.with_variants(sku), consistent=True):
             for item in page.items:
                 if item["type"] == ProductItem.TYPE:
                     product = ProductItem.parse(item)
@@ -157,7 +162,7 @@ class InventoryRepository:
         product = self.db.get(ProductItem.key(sku), attributes=("deleted_at",))
         if not product or not product.get("deleted_at"):
             return 0
-        removed = self.db.delete_found(eq("pk", keys.product_pk(sku)), spare=ProductItem.key(sku))
+        removed = self.db.delete_found(ProductItem.partition(sku), spare=ProductItem.key(sku))
         self.db.delete(ProductItem.key(sku))  # last: a purge cut short is found and finished again
         return removed + 1
 
@@ -170,11 +175,9 @@ class InventoryRepository:
         A name filter is applied here rather than as a FilterExpression because the variant items
         carry no name (a FilterExpression saves no read capacity anyway).
         """
-        condition = eq("catalog_pk", keys.CATALOG)
-        if category is not None:
-            condition &= begins_with("catalog_sk", keys.catalog_category_prefix(category.value))
+        condition = ProductItem.in_catalog(category.value if category else None)
         start = (
-            decode_cursor(cursor, names=ProductItem.CATALOG_KEYS, fixed={"catalog_pk": keys.CATALOG})
+            decode_cursor(cursor, names=ProductItem.CATALOG_KEYS, fixed={"catalog_pk": ProductItem.CATALOG})
             if cursor
             else None
         )
@@ -185,8 +188,8 @@ class InventoryRepository:
         products: list[Product] = []
         current: ProductItem | None = None
         variants: list[VariantItem] = []
-        last_key: keys.Key | None = None  # key of the last item consumed
-        before_current: keys.Key | None = None  # key of the item just before `current`
+        last_key: Key | None = None  # key of the last item consumed
+        before_current: Key | None = None  # key of the item just before `current`
         read = 0
 
         def flush() -> None:
@@ -194,7 +197,7 @@ class InventoryRepository:
                 products.append(current.product(variants))
 
         for page in self.db.query_all(
-            condition, index=keys.CATALOG_INDEX, limit=min(500, (limit + 1) * 6), start=start
+            condition, index=CATALOG_INDEX, limit=min(500, (limit + 1) * 6), start=start
         ):
             for item in page.items:
                 if item["type"] == ProductItem.TYPE:
@@ -220,7 +223,7 @@ class InventoryRepository:
         ever counted under its own product: one whose product is gone is left out."""
         current: ProductItem | None = None
         variants: list[VariantItem] = []
-        for page in self.db.query_all(eq("catalog_pk", keys.CATALOG), index=keys.CATALOG_INDEX):
+        for page in self.db.query_all(ProductItem.in_catalog(), index=CATALOG_INDEX):
             for item in page.items:
                 if item["type"] == ProductItem.TYPE:
                     if current is not None:
@@ -319,7 +322,7 @@ class InventoryRepository:
 
     def list_adjustments(self, sku: str, size: str, limit: int) -> list[Adjustment]:
         page = self.db.query(
-            eq("pk", keys.product_pk(sku)) & begins_with("sk", keys.adjustment_prefix(size)),
+            AdjustmentItem.of_variant(sku, size),
             forward=False,
             limit=limit,
         )
@@ -329,12 +332,14 @@ class InventoryRepository:
         """Variants at or below their reorder level (a Query on the sparse LowStock index), with
         their product's name; a variant whose product is gone is left out."""
         start = (
-            decode_cursor(cursor, names=VariantItem.LOWSTOCK_KEYS, fixed={"lowstock_pk": keys.LOWSTOCK})
+            decode_cursor(
+                cursor, names=VariantItem.LOWSTOCK_KEYS, fixed={"lowstock_pk": VariantItem.LOWSTOCK}
+            )
             if cursor
             else None
         )
         page = self.db.query(
-            eq("lowstock_pk", keys.LOWSTOCK), index=keys.LOWSTOCK_INDEX, limit=limit, start=start
+            eq("lowstock_pk", VariantItem.LOWSTOCK), index=LOWSTOCK_INDEX, limit=limit, start=start
         )
         rows = [VariantItem.parse(item) for item in page.items]
         found = self.db.batch_get(

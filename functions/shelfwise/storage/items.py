@@ -1,25 +1,38 @@
-"""One typed model per kind of stored item: its key, its item shape (index keys included) and its
-parsing. Repositories speak these and the domain models; no raw item leaves storage.
+"""The single table's design: one typed model per kind of stored item, owning its key, its item shape
+(index keys included) and its parsing. Repositories speak these and the domain models only.
 
-    kind          key (storage.keys)                        index keys it carries
-    product       PRODUCT#<sku> / PRODUCT                   catalog (until deleted)
-    variant       PRODUCT#<sku> / VARIANT#<size>            catalog (until deleted), lowstock (when low)
-    adjustment    PRODUCT#<sku> / ADJUSTMENT#<size>#<at>#<id>
-    conversation  USER#<uid>#CONV#<id> / STATE              activity (until deleted)
-    message       USER#<uid>#CONV#<id> / MSG#<seq>
+    item          pk                   sk                         sparse index keys
+    product       PRODUCT#<sku>        PRODUCT                    Catalog: CATALOG / <category>#<sku>#0
+    variant       PRODUCT#<sku>        VARIANT#<size>             Catalog: CATALOG / <category>#<sku>#1#<size>
+                                                                  LowStock (low): LOWSTOCK / <sku>#<size>
+    adjustment    PRODUCT#<sku>        ADJUSTMENT#<size>#<at>#<id>
+    sku counter   COUNTER#SKU          <prefix>
+    conversation  USER#<uid>#CONV#<id> STATE                      ByActivity: USER#<uid> / <at>#<id>
+    message       USER#<uid>#CONV#<id> MSG#<seq, 10 digits>
+
+In a product's partition ADJUSTMENT#... < PRODUCT < VARIANT#...: `sk >= PRODUCT` reads the product and
+its variants, never its ever-growing history. In the Catalog index a product sorts just before its
+variants ("0" < "1"), so one Query pages through products with their variants. A conversation's state
+sorts after its messages ("S" > "M"): one descending Query reads the state and the newest messages.
+Every key of a user's data starts with USER#<uid> (an IAM dynamodb:LeadingKeys condition could pin a
+caller to their own items). A deleted product or conversation leaves every index at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from shelfwise.chat.models import Conversation, Message, SummaryState
 from shelfwise.inventory.models import Adjustment, Category, Product, ProductIn, Variant
-from shelfwise.storage import keys
 from shelfwise.storage.codec import Item
+from shelfwise.storage.expressions import Cond, begins_with, between, eq, ge
 
+Key = dict[str, str]
+CATALOG_INDEX: Final = "Catalog"
+LOWSTOCK_INDEX: Final = "LowStock"
+ACTIVITY_INDEX: Final = "ByActivity"
 _SIZE_RANK = {s: i for i, s in enumerate(["XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL", "ONE"])}
 
 
@@ -40,6 +53,10 @@ def size_order(size: str) -> tuple[int, float, str]:
         return (2, 0.0, size)
 
 
+def _product_pk(sku: str) -> str:
+    return f"PRODUCT#{sku}"
+
+
 # -- inventory -----------------------------------------------------------------------------------------
 
 
@@ -57,12 +74,33 @@ class ProductItem:
     deleted_at: str | None = None  # hidden: its history is being purged
 
     TYPE = "product"
-    # In the Catalog index a product comes first and its variants follow it.
+    SK = "PRODUCT"
+    CATALOG = "CATALOG"
     CATALOG_KEYS = ("pk", "sk", "catalog_pk", "catalog_sk")
 
+    @classmethod
+    def key(cls, sku: str) -> Key:
+        return {"pk": _product_pk(sku), "sk": cls.SK}
+
+    @classmethod
+    def sku_of(cls, pk: str, sk: str) -> str | None:
+        """The SKU of a product item's key, None for any other key."""
+        sku = pk.removeprefix("PRODUCT#")
+        return sku if sk == cls.SK and pk.startswith("PRODUCT#") and sku else None
+
     @staticmethod
-    def key(sku: str) -> keys.Key:
-        return keys.product_key(sku)
+    def partition(sku: str) -> Cond:
+        """Everything of a product: the history, the product and its variants."""
+        return eq("pk", _product_pk(sku))
+
+    @classmethod
+    def with_variants(cls, sku: str) -> Cond:
+        return cls.partition(sku) & ge("sk", cls.SK)
+
+    @classmethod
+    def in_catalog(cls, category: str | None = None) -> Cond:
+        listed = eq("catalog_pk", cls.CATALOG)
+        return listed & begins_with("catalog_sk", f"{category}#") if category else listed
 
     @classmethod
     def new(cls, sku: str, data: ProductIn, at: str) -> Self:
@@ -79,16 +117,8 @@ class ProductItem:
         )
 
     def item(self) -> Item:
-        return {
-            **self.key(self.sku),
-            "type": self.TYPE,
-            **asdict(self),
-            **self.catalog_keys(self.category, self.sku),
-        }
-
-    @staticmethod
-    def catalog_keys(category: str, sku: str) -> Item:
-        return {"catalog_pk": keys.CATALOG, "catalog_sk": keys.catalog_product_sk(category, sku)}
+        catalog = {"catalog_pk": self.CATALOG, "catalog_sk": f"{self.category}#{self.sku}#0"}
+        return {**self.key(self.sku), "type": self.TYPE, **asdict(self), **catalog}
 
     @classmethod
     def parse(cls, item: Item) -> Self:
@@ -121,31 +151,35 @@ class VariantItem:
     deleted_at: str | None = None  # its product was deleted
 
     TYPE = "variant"
+    LOWSTOCK = "LOWSTOCK"
     LOWSTOCK_KEYS = ("pk", "sk", "lowstock_pk", "lowstock_sk")
     INDEX_KEYS = ("catalog_pk", "catalog_sk", "lowstock_pk", "lowstock_sk")
 
     @staticmethod
-    def key(sku: str, size: str) -> keys.Key:
-        return keys.variant_key(sku, size)
+    def key(sku: str, size: str) -> Key:
+        return {"pk": _product_pk(sku), "sk": f"VARIANT#{size}"}
 
     @property
     def low(self) -> bool:
         return self.quantity <= self.reorder_level
 
     def item(self) -> Item:
+        catalog = {
+            "catalog_pk": ProductItem.CATALOG,
+            "catalog_sk": f"{self.category}#{self.sku}#1#{self.size}",
+        }
         return {
             **self.key(self.sku, self.size),
             "type": self.TYPE,
             **asdict(self),
-            "catalog_pk": keys.CATALOG,
-            "catalog_sk": keys.catalog_variant_sk(self.category, self.sku, self.size),
+            **catalog,
             **self.lowstock_keys(),
         }
 
     def lowstock_keys(self) -> Item:
         """The LowStock index keys while the variant is low; None values remove them."""
         if self.low:
-            return {"lowstock_pk": keys.LOWSTOCK, "lowstock_sk": keys.lowstock_sk(self.sku, self.size)}
+            return {"lowstock_pk": self.LOWSTOCK, "lowstock_sk": f"{self.sku}#{self.size}"}
         return {"lowstock_pk": None, "lowstock_sk": None}
 
     @classmethod
@@ -165,8 +199,12 @@ class AdjustmentItem:
     TYPE = "adjustment"
 
     @staticmethod
-    def key(adjustment: Adjustment) -> keys.Key:
-        return keys.adjustment_key(adjustment.sku, adjustment.size, adjustment.at, adjustment.id)
+    def key(a: Adjustment) -> Key:
+        return {"pk": _product_pk(a.sku), "sk": f"ADJUSTMENT#{a.size}#{a.at}#{a.id}"}
+
+    @staticmethod
+    def of_variant(sku: str, size: str) -> Cond:
+        return eq("pk", _product_pk(sku)) & begins_with("sk", f"ADJUSTMENT#{size}#")
 
     @classmethod
     def item(cls, adjustment: Adjustment) -> Item:
@@ -182,11 +220,15 @@ class SkuCounterItem:
     NEXT = "next_number"
 
     @staticmethod
-    def key(prefix: str) -> keys.Key:
-        return keys.sku_counter_key(prefix)
+    def key(prefix: str) -> Key:
+        return {"pk": "COUNTER#SKU", "sk": prefix}
 
 
 # -- conversations -------------------------------------------------------------------------------------
+
+
+def _conversation_pk(user_id: str, conversation_id: str) -> str:
+    return f"USER#{user_id}#CONV#{conversation_id}"
 
 
 @dataclass(frozen=True)
@@ -201,15 +243,33 @@ class ConversationItem:
     title_requested: str | None = None  # the token of a pending POST .../title
 
     TYPE = "conversation"
+    SK = "STATE"
     ACTIVITY_KEYS = ("pk", "sk", "activity_pk", "activity_sk")
 
+    @classmethod
+    def key(cls, user_id: str, conversation_id: str) -> Key:
+        return {"pk": _conversation_pk(user_id, conversation_id), "sk": cls.SK}
+
+    @classmethod
+    def of_key(cls, pk: str, sk: str) -> tuple[str, str] | None:
+        """(user id, conversation id) of a conversation's state key, None for any other key."""
+        user_part, mark, conversation_id = pk.partition("#CONV#")
+        if sk == cls.SK and mark and user_part.startswith("USER#") and conversation_id:
+            return user_part.removeprefix("USER#"), conversation_id
+        return None
+
     @staticmethod
-    def key(user_id: str, conversation_id: str) -> keys.Key:
-        return keys.conversation_key(user_id, conversation_id)
+    def partition(user_id: str, conversation_id: str) -> Cond:
+        """The state item and every message of a conversation."""
+        return eq("pk", _conversation_pk(user_id, conversation_id))
+
+    @staticmethod
+    def of_user(user_id: str) -> Cond:
+        return eq("activity_pk", f"USER#{user_id}")
 
     @staticmethod
     def activity(user_id: str, at: str, conversation_id: str) -> Item:
-        return {"activity_pk": keys.user_pk(user_id), "activity_sk": keys.activity_sk(at, conversation_id)}
+        return {"activity_pk": f"USER#{user_id}", "activity_sk": f"{at}#{conversation_id}"}
 
     @classmethod
     def new_item(cls, user_id: str, conversation: Conversation) -> Item:
@@ -248,10 +308,25 @@ class ConversationItem:
 
 class MessageItem:
     TYPE = "message"
+    KEYS = ("pk", "sk")
 
     @staticmethod
-    def key(user_id: str, conversation_id: str, seq: int) -> keys.Key:
-        return keys.message_key(user_id, conversation_id, seq)
+    def sk(seq: int) -> str:
+        return f"MSG#{seq:010d}"
+
+    @classmethod
+    def key(cls, user_id: str, conversation_id: str, seq: int) -> Key:
+        return {"pk": _conversation_pk(user_id, conversation_id), "sk": cls.sk(seq)}
+
+    @staticmethod
+    def of(user_id: str, conversation_id: str) -> Cond:
+        return ConversationItem.partition(user_id, conversation_id) & begins_with("sk", "MSG#")
+
+    @classmethod
+    def between(cls, user_id: str, conversation_id: str, first: int, last: int) -> Cond:
+        return ConversationItem.partition(user_id, conversation_id) & between(
+            "sk", cls.sk(first), cls.sk(last)
+        )
 
     @classmethod
     def item(cls, user_id: str, conversation_id: str, message: Message) -> Item:

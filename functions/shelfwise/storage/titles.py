@@ -15,10 +15,9 @@ import contextlib
 from dataclasses import dataclass
 
 from shelfwise import clock
-from shelfwise.storage import keys
 from shelfwise.storage.dynamo import ConditionFailed, Dynamo
-from shelfwise.storage.expressions import Update, absent, begins_with, eq, exists, ne
-from shelfwise.storage.items import ConversationItem
+from shelfwise.storage.expressions import Update, absent, eq, exists, ne
+from shelfwise.storage.items import ConversationItem, MessageItem
 
 # How many of the first messages to read to find the first exchange (a user message and the answer).
 _FIRST_MESSAGES = 6
@@ -34,7 +33,7 @@ class ConversationRef:
     @classmethod
     def of_key(cls, pk: str, sk: str) -> ConversationRef | None:
         """The conversation whose state item has this key; None for any other item."""
-        found = keys.conversation_of(pk, sk)
+        found = ConversationItem.of_key(pk, sk)
         return cls(*found) if found else None
 
 
@@ -75,8 +74,7 @@ class TitleRepository:
         first_answer: str | None = None
         if state.conversation.message_count:
             page = self.db.query(
-                eq("pk", keys.conversation_pk(ref.user_id, ref.conversation_id))
-                & begins_with("sk", keys.MESSAGE_PREFIX),
+                MessageItem.of(ref.user_id, ref.conversation_id),
                 attributes=("role", "content"),
                 limit=_FIRST_MESSAGES,
                 consistent=True,
