@@ -76,6 +76,12 @@ class TurnInProgress(Conflict):
         self.retry_after = retry_after
 
 
+class NotRunning(Conflict):
+    """A stop asked of an answer that is no longer being generated."""
+
+    code = "not_running"
+
+
 class UpstreamTimeout(DomainError):
     """The model did not answer in time."""
 

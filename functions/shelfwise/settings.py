@@ -99,6 +99,14 @@ class Settings(BaseSettings):
         default=900, ge=10, description="A crashed turn frees its conversation after this"
     )
     message_max_chars: int = Field(default=8000, ge=1)
+    # A turn runs to its end whether anyone listens or not, bounded by its deadline: this locally,
+    # and on Lambda the invocation's remaining time less the margin, whichever comes first.
+    turn_max_seconds: float = Field(
+        default=840.0, gt=0, description="Longest a turn may run before it ends interrupted (deadline)"
+    )
+    turn_deadline_margin_seconds: float = Field(
+        default=10.0, ge=0, description="On Lambda, how long before the invocation's end a turn ends"
+    )
 
     version: str = __version__
 

@@ -100,10 +100,10 @@ def run() -> Iterator[dict[str, Any]]:
                 model.clear_requests()  # its log is bounded; one turn's worth at a time
                 db.items_read = 0
                 turn_obj = chat.begin_turn("bench-user", conversation.id, QUESTIONS[turn % len(QUESTIONS)])
-                async for _ in turn_obj.events():
+                async for _ in chat.start(turn_obj).follow():
                     pass
                 items_turn = db.items_read  # read by the turn itself (before the fold)
-                await turn_obj.fold_summary()
+                await chat.settle()  # the fold, after the answer
                 chats = [r for r in model.requests() if r["task"] == "chat"]
                 per_turn.append(
                     {

@@ -233,10 +233,11 @@ def run() -> Iterator[dict[str, Any]]:
                     bare_first.append(time.perf_counter() - started)
                     break
                 started = time.perf_counter()
-                async for event in turn.events():
+                async for _, event in chat.start(turn).follow():
                     if event.name == "delta":
                         turn_first.append(time.perf_counter() - started)
                         break
+                await chat.settle()
 
         asyncio.run(in_process())
 

@@ -477,9 +477,11 @@ def test_translated_api_routes_are_buffered_lambda_proxies(translated: Template)
                 "/*/conversations/*",
                 "/*/conversations/*/*",
                 "/*/conversations/*/messages",
+                "/*/conversations/*/messages/*",
+                "/*/conversations/*/messages/*/*",
             },
         ),
-        ("ChatStreamFunction", {"/POST/conversations/*/messages"}),
+        ("ChatStreamFunction", {"/POST/conversations/*/messages", "/GET/conversations/*/messages/*/events"}),
     ],
 )
 def test_translated_lambda_permissions(translated: Template, function: str, expected: set[str]) -> None:
@@ -677,6 +679,9 @@ def test_built_artifacts_size_and_separation(sam_build: Path) -> None:
 STREAM_LAYER_DIR = ROOT / "layers" / "stream"
 WRAPPER = STREAM_LAYER_DIR / "bootstrap"
 STREAM_PATH = "/conversations/{conversation_id}/messages"
+RESUME_PATH = "/conversations/{conversation_id}/messages/{message_id}/events"
+# The routes that stream from ChatStreamFunction: a turn, and an answer's events again.
+STREAMED = {(STREAM_PATH, "post"), (RESUME_PATH, "get")}
 STREAM_TIMEOUT_S = 900  # API Gateway streams for at most 15 minutes; Lambda runs at most 15
 
 
@@ -697,16 +702,21 @@ def test_chat_stream_function(template: Template) -> None:
     assert env["SHELFWISE_OPENAI_API_KEY_PARAMETER"] == _ref("OpenAIKeyParameter")
     assert props["LoggingConfig"] == {"LogGroup": _ref("ChatStreamFunctionLogGroup")}
 
-    (event,) = props["Events"].values()
-    assert event["Type"] == "Api"
-    assert event["Properties"] == {
-        "RestApiId": _ref("Api"),
-        "Path": STREAM_PATH,
-        "Method": "POST",
-        "ResponseTransferMode": "RESPONSE_STREAM",
-        "TimeoutInMillis": STREAM_TIMEOUT_S * 1000,
-    }
-    assert "Auth" not in event["Properties"], "the turn route keeps the default Cognito authorizer"
+    events = props["Events"]
+    assert set(events) == {"Turn", "Resume"}
+    for event, (path, method) in (
+        (events["Turn"], (STREAM_PATH, "POST")),
+        (events["Resume"], (RESUME_PATH, "GET")),
+    ):
+        assert event["Type"] == "Api"
+        assert event["Properties"] == {
+            "RestApiId": _ref("Api"),
+            "Path": path,
+            "Method": method,
+            "ResponseTransferMode": "RESPONSE_STREAM",
+            "TimeoutInMillis": STREAM_TIMEOUT_S * 1000,
+        }
+        assert "Auth" not in event["Properties"], "a streamed route keeps the default Cognito authorizer"
 
 
 def test_model_key_parameter_and_its_permissions(template: Template) -> None:
@@ -773,20 +783,21 @@ def _operations(translated: Template) -> dict[tuple[str, str], dict[str, Any]]:
 
 @pytest.mark.slow
 def test_translated_streaming_route(translated: Template) -> None:
-    route = _operations(translated)[(STREAM_PATH, "post")]
-    assert route["security"] == [{"CognitoAuthorizer": []}]
-    integration = route["x-amazon-apigateway-integration"]
-    assert integration["type"] == "aws_proxy"
-    assert integration["httpMethod"] == "POST"
-    assert integration["responseTransferMode"] == "STREAM"
-    assert integration["timeoutInMillis"] == STREAM_TIMEOUT_S * 1000
-    uri = integration["uri"]["Fn::Sub"]
-    assert uri.endswith(
-        "lambda:path/2021-11-15/functions/${ChatStreamFunction.Arn}/response-streaming-invocations"
-    )
-    # ... and only that route streams: everything else is a buffered ApiFunction proxy.
+    for streamed in STREAMED:
+        route = _operations(translated)[streamed]
+        assert route["security"] == [{"CognitoAuthorizer": []}]
+        integration = route["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy"
+        assert integration["httpMethod"] == "POST"  # Lambda is always invoked with POST
+        assert integration["responseTransferMode"] == "STREAM"
+        assert integration["timeoutInMillis"] == STREAM_TIMEOUT_S * 1000
+        uri = integration["uri"]["Fn::Sub"]
+        assert uri.endswith(
+            "lambda:path/2021-11-15/functions/${ChatStreamFunction.Arn}/response-streaming-invocations"
+        )
+    # ... and only those routes stream: everything else is a buffered ApiFunction proxy.
     for (path, method), op in _operations(translated).items():
-        if (path, method) == (STREAM_PATH, "post"):
+        if (path, method) in STREAMED:
             continue
         other = op["x-amazon-apigateway-integration"]
         assert "responseTransferMode" not in other, (path, method)
@@ -814,7 +825,12 @@ def test_translated_stream_function(translated: Template) -> None:
 # API Gateway routes a request to the most specific resource (static part, then {variable}, then
 # {greedy+}) and answers 403 "Missing Authentication Token" when that resource lacks the method: it
 # does not fall back to /{proxy+}. Placeholder values for the app's path parameters:
-_SAMPLE = {"sku": "TE-0001", "size": "M", "conversation_id": "c0ffee0000000000000000000000beef"}
+_SAMPLE = {
+    "sku": "TE-0001",
+    "size": "M",
+    "conversation_id": "c0ffee0000000000000000000000beef",
+    "message_id": "feed0000000000000000000000000bad",
+}
 
 
 def _route(paths: dict[str, Any], request_path: str) -> str | None:
@@ -862,7 +878,7 @@ def test_every_app_route_reaches_its_function(translated: Template) -> None:
             op = operations.get(method.lower()) or operations.get("x-amazon-apigateway-any-method")
             assert op is not None, f"{where}: API Gateway would answer 403 (no such method there)"
             uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
-            expected = "ChatStreamFunction" if (method, path) == ("POST", STREAM_PATH) else "ApiFunction"
+            expected = "ChatStreamFunction" if (path, method.lower()) in STREAMED else "ApiFunction"
             assert f"${{{expected}.Arn}}" in uri, f"{where}: reaches {uri}, not {expected}"
 
 

@@ -158,13 +158,11 @@ def test_an_upstream_failure_mid_stream_ends_with_an_sse_error_event(stack: Stre
     assert stored[1].id == error["message_id"]
 
 
-def test_a_client_that_leaves_cancels_the_turn_and_keeps_what_was_said(
-    stack: StreamStack, paced: Any
-) -> None:
+def test_a_client_that_leaves_does_not_end_the_turn(stack: StreamStack, paced: Any) -> None:
     conversation_id = create_conversation(stack.services)
-    paced.token_delay_ms = 100
+    paced.token_delay_ms = 60
     # The fake drops the connection after the prelude and three frames: what the loop sees when the
-    # client behind API Gateway goes away.
+    # client behind API Gateway goes away (on AWS it would not even be told).
     request_id = stack.api.invoke(turn_event(conversation_id, CHATTY), drop_after_chunks=3)
     response = stack.api.wait_response(request_id)
     assert response.dropped
@@ -173,20 +171,17 @@ def test_a_client_that_leaves_cancels_the_turn_and_keeps_what_was_said(
 
     log = stack.process.wait_for_log(request_id, "the client left mid-answer")
     assert log["disconnected"] is True
-    # The turn was cancelled at once, not run to its end (the whole answer takes over 4 s at 100 ms a
-    # word), and stored what was said, marked interrupted.
-    assert log["duration_ms"] - log["first_byte_ms"] < 1500, log
-    stored = stack.services.chat.list_messages(USER_SUB, conversation_id, limit=10, cursor=None).items
-    assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("assistant", "interrupted")]
-    assert stored[1].content.startswith(said)
-    assert stored[1].finish_reason == "client_disconnected"
-
-    # The process goes on serving, and the conversation is free again.
+    # The turn is the server's: the invocation ends only once the answer has, whole.
     paced.token_delay_ms = 0
     again = stack.api.wait_response(
         stack.api.invoke(turn_event(conversation_id, "short one", accept="application/json"))
     )
     assert again.prelude["statusCode"] == 200, again.payload
+    stored = stack.services.chat.list_messages(USER_SUB, conversation_id, limit=10, cursor=None).items
+    assert [(m.role, m.status) for m in stored][:2] == [("user", "complete"), ("assistant", "complete")]
+    assert stored[1].content.startswith(said)
+    assert len(stored[1].content) > len(said)
+    assert stored[1].finish_reason == "stop"
 
 
 @pytest.mark.usefixtures("paced")

@@ -76,6 +76,18 @@ def _conversation(url: str, headers: dict[str, str]) -> str:
     return conversation_id
 
 
+def _numbered(response: httpx.Response) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(event id, event name, data) as each SSE event arrives."""
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line == "" and "event" in fields:
+            yield int(fields["id"]), fields["event"], json.loads(fields["data"])
+            fields = {}
+        elif line and not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            fields[key] = value
+
+
 def _events(response: httpx.Response) -> Iterator[tuple[float, str, dict[str, Any]]]:
     """(arrival time, event name, data) as each SSE event arrives."""
     name, data = "", ""
@@ -112,12 +124,12 @@ def test_tokens_arrive_one_by_one_not_at_the_end(stack: dict[str, Any]) -> None:
     assert [name for _, name, _ in events][-2:] == ["usage", "done"]
 
 
-def test_a_client_that_leaves_stops_the_answer_and_keeps_what_was_said(
+def test_a_client_that_leaves_does_not_end_the_answer_and_can_resume_it(
     stack: dict[str, Any], paced: Any
 ) -> None:
     url, user = stack["url"], bearer("dave")
     conversation_id = _conversation(url, user)
-    paced.token_delay_ms = 100
+    paced.token_delay_ms = 60
     received = ""
     with httpx.stream(
         "POST",
@@ -126,20 +138,29 @@ def test_a_client_that_leaves_stops_the_answer_and_keeps_what_was_said(
         headers=user,
         timeout=30,
     ) as response:
-        for _, name, data in _events(response):
+        for event_id, name, data in _numbered(response):
+            if name == "start":
+                message_id = data["assistant_message_id"]
             if name == "delta":
                 received += data["content"]
+                last_seen = event_id
                 if len(received.split()) >= 3:
                     break  # leave mid-answer: the connection closes with the block
-    stored: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        stored = httpx.get(f"{url}/conversations/{conversation_id}/messages", headers=user).json()["items"]
-        if len(stored) == 2:
-            break
-        time.sleep(0.1)
-    assert [(m["role"], m["status"]) for m in stored] == [("user", "complete"), ("assistant", "interrupted")]
-    assert stored[1]["content"].startswith(received)
+    # The answer is the server's: it goes on, and the client picks it up where it left.
+    with httpx.stream(
+        "GET",
+        f"{url}/conversations/{conversation_id}/messages/{message_id}/events",
+        headers={**user, "Last-Event-ID": str(last_seen)},
+        timeout=30,
+    ) as resumed:
+        assert resumed.status_code == 200
+        rest = list(_numbered(resumed))
+    assert rest[0][0] > last_seen
+    assert rest[-1][1] == "done"
+    assert rest[-1][2]["finish_reason"] == "stop"
+    stored = httpx.get(f"{url}/conversations/{conversation_id}/messages", headers=user).json()["items"]
+    assert [(m["role"], m["status"]) for m in stored] == [("user", "complete"), ("assistant", "complete")]
+    assert stored[1]["content"] == received + "".join(d["content"] for _, n, d in rest if n == "delta")
     # the conversation stays usable
     again = httpx.post(
         f"{url}/conversations/{conversation_id}/messages",

@@ -83,9 +83,9 @@ def test_writes_whose_answer_was_lost_are_neither_lost_nor_doubled(local: Dynamo
 
     conversation = chat.create_conversation("ada", ConversationIn())  # conditional put, lost once
     lost.operations |= {"TransactWriteItems", "UpdateItem"}
-    asyncio.run(chat.answer("ada", conversation.id, "How many black tees in M?"))  # begin + finish
+    asyncio.run(_answered(chat, "ada", conversation.id, "How many black tees in M?"))  # begin + finish
     lost.operations |= {"TransactWriteItems"}
-    asyncio.run(chat.answer("ada", conversation.id, "and in L?"))
+    asyncio.run(_answered(chat, "ada", conversation.id, "and in L?"))
     stored = chat.get_conversation("ada", conversation.id)
     assert stored.message_count == 4
     messages = chat.list_messages("ada", conversation.id, limit=10, cursor=None).items
@@ -96,7 +96,7 @@ def test_writes_whose_answer_was_lost_are_neither_lost_nor_doubled(local: Dynamo
         (4, "assistant"),
     ]
     # ...and the conversation is free: a third message is taken at once.
-    asyncio.run(chat.answer("ada", conversation.id, "thanks"))
+    asyncio.run(_answered(chat, "ada", conversation.id, "thanks"))
     assert {"TransactWriteItems", "PutItem", "UpdateItem"} <= set(lost.lost)
 
 
@@ -226,3 +226,11 @@ def test_stock_changes_under_contention_never_tell_a_sale_it_failed_when_it_happ
     assert sold == 20 - left  # every "sold" happened, and nothing else did
     assert len(inventory.adjustments(product.sku, "M", limit=100)) == sold
     assert set(outcomes) <= {"sold", "insufficient_stock", "storage_unavailable"}
+
+
+async def _answered(chat: Any, user_id: str, conversation_id: str, content: str) -> Any:
+    """One JSON turn, and its after-turn work (the summary fold) settled."""
+    try:
+        return await chat.answer(user_id, conversation_id, content)
+    finally:
+        await chat.settle()

@@ -84,16 +84,16 @@ def test_only_records_of_conversations_needing_a_title_pass(ddb: DynamoTarget, m
     chat, titles = services.chat, services.titles
     untitled = chat.create_conversation("ada", ConversationIn())
     named = chat.create_conversation("ada", ConversationIn(title="Named by me"))
-    asyncio.run(chat.answer("ada", untitled.id, "How many sage tees in M?"))  # seq 1 and 2
+    asyncio.run(_answered(chat, "ada", untitled.id, "How many sage tees in M?"))  # seq 1 and 2
     chat.repo.fold_summary(
         "ada", untitled.id, previous_through=0, through_seq=2, text="asked about sage tees", folded=2
     )
-    asyncio.run(chat.answer("ada", untitled.id, "And in L?"))  # seq 3 and 4: still untitled
-    asyncio.run(chat.answer("ada", named.id, "What is low on stock?"))
+    asyncio.run(_answered(chat, "ada", untitled.id, "And in L?"))  # seq 3 and 4: still untitled
+    asyncio.run(_answered(chat, "ada", named.id, "What is low on stock?"))
     failing = chat.create_conversation("ada", ConversationIn())
     model.fail("server_error", times=1, task="chat")
     with pytest.raises(UpstreamError):
-        asyncio.run(chat.answer("ada", failing.id, "Hello?"))  # no answer stored: the turn is released
+        asyncio.run(_answered(chat, "ada", failing.id, "Hello?"))  # no answer stored: the turn is released
     ref = ConversationRef("ada", untitled.id)
     assert titles.repo.write_generated(ref, "Sage tee stock", generated_by="test", request_token=None)
     titles.request("ada", untitled.id)
@@ -137,3 +137,11 @@ def test_only_records_of_conversations_needing_a_title_pass(ddb: DynamoTarget, m
     assert all(r["eventName"] == "MODIFY" for r in delivered)
     assert all(r["eventSourceARN"] == pump.stream_arn for r in delivered)
     assert all(isinstance(r["dynamodb"]["ApproximateCreationDateTime"], int) for r in delivered)
+
+
+async def _answered(chat: Any, user_id: str, conversation_id: str, content: str) -> Any:
+    """One JSON turn, and its after-turn work (the summary fold) settled."""
+    try:
+        return await chat.answer(user_id, conversation_id, content)
+    finally:
+        await chat.settle()

@@ -12,7 +12,7 @@ PromptKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[
 ConversationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 TitleSource = Literal["user", "generated"]
 Role = Literal["user", "assistant"]
-Status = Literal["complete", "interrupted"]
+Status = Literal["streaming", "complete", "interrupted"]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -72,8 +72,19 @@ class Message(BaseModel):
     ttft_ms: int | None = None
     latency_ms: int | None = None
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    # Why an answer ended: stop, length (the model's), stopped (the user asked), deadline, upstream_error.
     finish_reason: str | None = None
     created_at: str
+
+
+class StreamRecord(BaseModel):
+    """What storage keeps beside an assistant message so that its stream can be replayed with the same
+    event ids at any age: the start event, where each tool ran in the text, the closing events."""
+
+    turn_id: str | None = None
+    opening: dict[str, Any] = Field(default_factory=dict)
+    tool_offsets: list[int] = Field(default_factory=list)
+    closing: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class MessageIn(BaseModel):

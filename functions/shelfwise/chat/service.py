@@ -11,29 +11,36 @@ A turn:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import anyio
 
 from shelfwise import clock
+from shelfwise.chat import live as running
 from shelfwise.chat import memory, tokens
-from shelfwise.chat.events import TurnEvent
+from shelfwise.chat.events import TurnEvent, answer_events, chunk_events, from_chunk, numbered
+from shelfwise.chat.live import LiveTurn
 from shelfwise.chat.llm import ChatModel, RoundEnd, TextDelta, Usage
 from shelfwise.chat.models import (
     Conversation,
     ConversationIn,
     ConversationPatch,
     Message,
+    StreamRecord,
     ToolCallRecord,
 )
 from shelfwise.chat.personas import PromptLibrary, library
 from shelfwise.chat.tools import TOOLS, InventoryTools
-from shelfwise.errors import DomainError, InvalidInput, UpstreamError
+from shelfwise.errors import DomainError, InvalidInput, NotFound, NotRunning, UpstreamError
 from shelfwise.observability import logger, metrics
 from shelfwise.pagination import Page
 from shelfwise.settings import Settings
@@ -44,9 +51,18 @@ def _ms(since: float) -> int:
     return round((time.perf_counter() - since) * 1000)
 
 
+# How an answer is kept while it streams: a chunk item at most every CHUNK_SECONDS and every
+# CHUNK_TOKENS deltas, whichever comes later (a tool event needs only the time); a stop is looked
+# for every STOP_POLL_SECONDS (and at once when asked in this process).
+CHUNK_SECONDS = 0.25
+CHUNK_TOKENS = 64
+STOP_POLL_SECONDS = 0.5
+
+
 @dataclass
 class Turn:
-    """One running turn. `events()` streams it; `message` is the stored answer once it ended."""
+    """One turn, run by `run` to its end whoever listens, its events published as they are said and
+    its text kept in DynamoDB as it streams; `message` is the stored answer once it ended."""
 
     service: ChatService
     user_id: str
@@ -56,138 +72,293 @@ class Turn:
     prompt: memory.Prompt
     turn_id: str
     assistant_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    deadline: float = field(default_factory=lambda: time.monotonic() + 840)  # time.monotonic()
     message: Message | None = None
     error: DomainError | None = None
+    # what has been said so far
+    parts: list[str] = field(default_factory=list)
+    records: list[ToolCallRecord] = field(default_factory=list)
+    tool_offsets: list[int] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    ttft_ms: int | None = None
+    finish_reason: str = "stop"
+    prompt_tokens_sent: int = 0
+    _started: float = field(default_factory=time.perf_counter)
+    _live: LiveTurn | None = None
+    _opening: dict[str, Any] = field(default_factory=dict)
+    _pending: list[TurnEvent] = field(default_factory=list)  # said, not yet in a chunk
+    _pending_tokens: int = 0
+    _chunks: int = 0
+    _last_write: float = 0.0
+    _writing: asyncio.Task[None] | None = None
+    _opened: bool = False
+    _settled: bool = False  # stored, or the conversation freed
 
-    async def events(self) -> AsyncGenerator[TurnEvent]:
+    # -- running ------------------------------------------------------------------------------------
+    async def run(self, live: LiveTurn) -> None:
+        """The whole turn: its events go to `live`; then the summary fold (after the answer)."""
+        self._live = live
+        self._opening = {
+            "conversation_id": self.conversation.id,
+            "user_message_id": self.user_message.id,
+            "assistant_message_id": self.assistant_id,
+            "model": self.service.settings.main_model,
+        }
+        try:
+            self._publish(TurnEvent.start(**self._opening))
+            ended_by = await self._generate_until_ended(live)
+            await self._write_pending()
+            await anyio.to_thread.run_sync(self._end, ended_by)
+        finally:
+            if not self._settled:  # cancelled (the process is ending): keep what was said
+                self._end("deadline")
+            live.end()
+        if self.message is not None:
+            await self.fold_summary()
+
+    async def _generate_until_ended(self, live: LiveTurn) -> str | None:
+        """Generate until the model is done, the user stops it ("stopped") or the deadline comes
+        ("deadline"); a model failure is kept in `error`."""
+        ended_by: str | None = None
+        async with anyio.create_task_group() as group:
+
+            async def watch_for_stop() -> None:
+                nonlocal ended_by
+                await self._stop_asked(live)
+                ended_by = "stopped"
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch_for_stop)
+            with anyio.move_on_after(max(0.0, self.deadline - time.monotonic())) as budget:
+                try:
+                    await self._generate()
+                except DomainError as error:
+                    self.error = error
+            if budget.cancelled_caught:
+                ended_by = "deadline"
+            group.cancel_scope.cancel()
+        return ended_by
+
+    async def _stop_asked(self, live: LiveTurn) -> None:
+        """Return once this answer's user asked it to stop (here, or through another invocation)."""
+        repo = self.service.repo
+        while True:
+            with anyio.move_on_after(STOP_POLL_SECONDS):
+                await live.stop.wait()
+                return
+            running, stop = await anyio.to_thread.run_sync(
+                repo.running_answer, self.user_id, self.conversation.id
+            )
+            if stop and running == self.assistant_id:
+                return
+
+    async def _generate(self) -> None:
         svc = self.service
         settings = svc.settings
-        model = settings.main_model
-        started = time.perf_counter()
-        ttft_ms: int | None = None
-        parts: list[str] = []
-        records: list[ToolCallRecord] = []
-        usage = Usage()
-        last_prompt_tokens = 0
-        finish_reason = "stop"
-        stored = False
+        for round_no in range(settings.max_tool_rounds + 1):
+            offer_tools = round_no < settings.max_tool_rounds
+            self.prompt.tools = TOOLS if offer_tools else []
+            memory.fit_tool_round(self.prompt)
+            self.prompt_tokens_sent = self.prompt.tokens()
+            end: RoundEnd | None = None
+            round_text: list[str] = []
+            stream = svc.model.stream(
+                model=settings.main_model,
+                messages=self.prompt.messages(),
+                tools=self.prompt.tools,
+                max_completion_tokens=settings.chat_max_completion_tokens,
+                retry=not self.parts,  # never start again once the user has seen text
+            )
+            async with aclosing(stream):  # closes the upstream call if we stop early
+                async for event in stream:
+                    if isinstance(event, TextDelta):
+                        if not event.text:
+                            continue
+                        if self.ttft_ms is None:
+                            self.ttft_ms = _ms(self._started)
+                        self.parts.append(event.text)
+                        round_text.append(event.text)
+                        self._publish(TurnEvent.delta(event.text))
+                    else:
+                        end = event
+            if end is None:
+                raise UpstreamError("the model's stream ended without finishing")
+            if end.usage:
+                self.usage.prompt_tokens += end.usage.prompt_tokens
+                self.usage.completion_tokens += end.usage.completion_tokens
+            self.finish_reason = end.finish_reason
+            if not (end.tool_calls and offer_tools):
+                return
+            self.prompt.extra.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(round_text) or None,
+                    "tool_calls": [
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        }
+                        for c in end.tool_calls
+                    ],
+                }
+            )
+            for call in end.tool_calls:
+                self._publish(TurnEvent.tool(call.name, "running"))
+                result, ok = await anyio.to_thread.run_sync(svc.tools.run, call.name, call.arguments)
+                try:
+                    arguments = json.loads(call.arguments or "{}")
+                except ValueError:
+                    arguments = {"raw": call.arguments}
+                self.records.append(
+                    ToolCallRecord(
+                        id=call.id,
+                        name=call.name,
+                        arguments=arguments if isinstance(arguments, dict) else {"value": arguments},
+                        ok=ok,
+                        as_of=result.get("as_of"),
+                    )
+                )
+                self.tool_offsets.append(sum(map(len, self.parts)))
+                metrics.add_metric(name="ToolCalls", unit="Count", value=1)
+                self._publish(TurnEvent.tool(call.name, "done" if ok else "error"))
+                self.prompt.extra.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)}
+                )
 
-        yield TurnEvent.start(
-            conversation_id=self.conversation.id,
-            user_message_id=self.user_message.id,
-            assistant_message_id=self.assistant_id,
-            model=model,
+    # -- keeping it as it streams -------------------------------------------------------------------
+    def _publish(self, event: TurnEvent) -> None:
+        assert self._live is not None
+        self._live.publish(event)
+        if event.name not in ("delta", "tool"):
+            return
+        self._pending.append(event)
+        self._pending_tokens += event.name == "delta"
+        if not self._opened:
+            self._opened = True
+            self._last_write = time.monotonic()
+            self._writing = asyncio.ensure_future(anyio.to_thread.run_sync(self._open_answer))
+            return
+        due = time.monotonic() - self._last_write >= CHUNK_SECONDS and (
+            self._pending_tokens >= CHUNK_TOKENS or event.name == "tool"
+        )
+        if due and (self._writing is None or self._writing.done()):
+            self._writing = asyncio.ensure_future(self._write_pending())
+
+    def _open_answer(self) -> None:
+        streaming = Message(
+            id=self.assistant_id,
+            seq=self.user_message.seq + 1,
+            role="assistant",
+            content="",
+            status="streaming",
+            model=self.service.settings.main_model,
+            created_at=clock.now_iso(),
+        )
+        record = StreamRecord(turn_id=self.turn_id, opening=self._opening)
+        self.service.repo.open_answer(self.user_id, self.conversation.id, streaming, record)
+
+    async def _write_pending(self) -> None:
+        """Write what was said since the last chunk (after any write under way: chunks stay in order)."""
+        writing = self._writing
+        if writing is not None and writing is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writing)
+        if not self._pending:
+            return
+        events, self._pending, self._pending_tokens = self._pending, [], 0
+        self._chunks += 1
+        self._last_write = time.monotonic()
+        try:
+            await anyio.to_thread.run_sync(
+                self.service.repo.add_chunk,
+                self.user_id,
+                self.conversation.id,
+                self.user_message.seq + 1,
+                self._chunks,
+                chunk_events(events),
+            )
+        except DomainError:  # the final message holds everything; a lost chunk only slows a resume
+            logger.warning("an answer's chunk could not be written", extra={"chunk": self._chunks})
+
+    # -- the end ------------------------------------------------------------------------------------
+    def _end(self, ended_by: str | None) -> None:
+        """Store the answer (complete, or interrupted with what was said), free the conversation, and
+        publish the closing events. Synchronous: it may run inside a cancelled scope."""
+        if self._settled:
+            return
+        self._settled = True
+        said = bool(self.parts or self.records)
+        if self.error is not None:
+            status, reason = "interrupted", "upstream_error"
+            error = self.error
+            closing = [
+                TurnEvent.error(
+                    error.code,
+                    error.message,
+                    retryable=error.code in ("upstream_timeout", "rate_limited", "upstream_error"),
+                    message_id=self.assistant_id if said else None,
+                    **(
+                        {"retry_after": error.details["retry_after"]}
+                        if error.details.get("retry_after")
+                        else {}
+                    ),
+                )
+            ]
+        else:
+            status, reason = ("interrupted", ended_by) if ended_by else ("complete", self.finish_reason)
+            closing = [
+                TurnEvent.usage(self.usage.prompt_tokens, self.usage.completion_tokens),
+                TurnEvent.done(
+                    message_id=self.assistant_id if said or not ended_by else None,
+                    status=status,
+                    finish_reason=reason,
+                    ttft_ms=self.ttft_ms,
+                    latency_ms=_ms(self._started),
+                    prompt_tokens_sent=self.prompt_tokens_sent,
+                ),
+            ]
+        if ended_by == "deadline":
+            metrics.add_metric(name="TurnDeadlines", unit="Count", value=1)
+            logger.warning("turn reached its deadline", extra={"conversation_id": self.conversation.id})
+        metrics.add_metric(
+            name="TurnsCompleted" if status == "complete" else "TurnsInterrupted", unit="Count", value=1
         )
         try:
-            for round_no in range(settings.max_tool_rounds + 1):
-                offer_tools = round_no < settings.max_tool_rounds
-                self.prompt.tools = TOOLS if offer_tools else []
-                memory.fit_tool_round(self.prompt)
-                last_prompt_tokens = self.prompt.tokens()
-                end: RoundEnd | None = None
-                round_text: list[str] = []
-                stream = svc.model.stream(
-                    model=model,
-                    messages=self.prompt.messages(),
-                    tools=self.prompt.tools,
-                    max_completion_tokens=settings.chat_max_completion_tokens,
-                    retry=not parts,  # never start again once the user has seen text
+            if said or status == "complete":
+                answer = self._answer(status, reason)
+                record = StreamRecord(
+                    turn_id=self.turn_id,
+                    opening=self._opening,
+                    tool_offsets=self.tool_offsets,
+                    closing=[e.as_dict() for e in closing],
                 )
-                async with aclosing(stream):  # closes the upstream call if we stop early
-                    async for event in stream:
-                        if isinstance(event, TextDelta):
-                            if ttft_ms is None:
-                                ttft_ms = _ms(started)
-                            parts.append(event.text)
-                            round_text.append(event.text)
-                            yield TurnEvent.delta(event.text)
-                        else:
-                            end = event
-                if end is None:
-                    raise UpstreamError("the model's stream ended without finishing")
-                if end.usage:
-                    usage.prompt_tokens += end.usage.prompt_tokens
-                    usage.completion_tokens += end.usage.completion_tokens
-                finish_reason = end.finish_reason
-                if not (end.tool_calls and offer_tools):
-                    break
-                self.prompt.extra.append(
-                    {
-                        "role": "assistant",
-                        "content": "".join(round_text) or None,
-                        "tool_calls": [
-                            {
-                                "id": c.id,
-                                "type": "function",
-                                "function": {"name": c.name, "arguments": c.arguments},
-                            }
-                            for c in end.tool_calls
-                        ],
-                    }
+                self.service.repo.finish_turn(
+                    self.user_id, self.conversation.id, answer, turn_id=self.turn_id, record=record
                 )
-                for call in end.tool_calls:
-                    yield TurnEvent.tool(call.name, "running")
-                    result, ok = await anyio.to_thread.run_sync(svc.tools.run, call.name, call.arguments)
-                    try:
-                        arguments = json.loads(call.arguments or "{}")
-                    except ValueError:
-                        arguments = {"raw": call.arguments}
-                    records.append(
-                        ToolCallRecord(
-                            id=call.id,
-                            name=call.name,
-                            arguments=arguments if isinstance(arguments, dict) else {"value": arguments},
-                            ok=ok,
-                            as_of=result.get("as_of"),
-                        )
-                    )
-                    metrics.add_metric(name="ToolCalls", unit="Count", value=1)
-                    yield TurnEvent.tool(call.name, "done" if ok else "error")
-                    self.prompt.extra.append(
-                        {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)}
-                    )
-            message = self._answer(parts, records, usage, finish_reason, ttft_ms, started, "complete")
-            await anyio.to_thread.run_sync(self._store, message)
-            stored = True
-            yield TurnEvent.usage(usage.prompt_tokens, usage.completion_tokens)
-            yield TurnEvent.done(
-                message_id=message.id,
-                finish_reason=finish_reason,
-                ttft_ms=ttft_ms,
-                latency_ms=message.latency_ms,
-                prompt_tokens_sent=last_prompt_tokens,
-            )
-            metrics.add_metric(name="TurnsCompleted", unit="Count", value=1)
-            if ttft_ms is not None:
-                metrics.add_metric(name="TimeToFirstToken", unit="Milliseconds", value=ttft_ms)
-        except DomainError as error:
-            self.error = error
-            stored = self._end_interrupted(parts, records, usage, ttft_ms, started, error.code)
-            yield TurnEvent.error(
-                error.code,
-                error.message,
-                retryable=error.code in ("upstream_timeout", "rate_limited", "upstream_error"),
-                message_id=self.assistant_id if stored else None,
-                **({"retry_after": error.details["retry_after"]} if error.details.get("retry_after") else {}),
-            )
-        finally:
-            # The client went away (cancellation / aclose) or something unexpected broke: keep
-            # what was said, marked interrupted, and free the conversation. Synchronous on purpose:
-            # this may run inside a cancelled scope, where awaiting would raise again.
-            if not stored and self.error is None:
-                self._end_interrupted(parts, records, usage, ttft_ms, started, "client_disconnected")
+                self.message = answer
+                if self.ttft_ms is not None and status == "complete":
+                    metrics.add_metric(name="TimeToFirstToken", unit="Milliseconds", value=self.ttft_ms)
+            else:
+                self.service.repo.release_turn(self.user_id, self.conversation.id, turn_id=self.turn_id)
+            if status != "complete":
+                said_so = (
+                    "turn interrupted, partial answer stored"
+                    if self.message
+                    else "turn ended without an answer"
+                )
+                logger.warning(said_so, extra={"reason": reason})
+        except DomainError as failure:
+            logger.exception("could not store the end of a turn")
+            if self.error is None:
+                self.error = failure
+                closing = [TurnEvent.error(failure.code, failure.message, retryable=True)]
+        for event in closing:
+            assert self._live is not None
+            self._live.publish(event)
 
-    def _answer(
-        self,
-        parts: list[str],
-        records: list[ToolCallRecord],
-        usage: Usage,
-        finish_reason: str,
-        ttft_ms: int | None,
-        started: float,
-        status: str,
-    ) -> Message:
-        content = "".join(parts)
+    def _answer(self, status: str, finish_reason: str) -> Message:
+        content = "".join(self.parts)
         return Message(
             id=self.assistant_id,
             seq=self.user_message.seq + 1,
@@ -195,41 +366,14 @@ class Turn:
             content=content,
             status="complete" if status == "complete" else "interrupted",
             model=self.service.settings.main_model,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens or (tokens.count_text(content) if content else 0),
-            ttft_ms=ttft_ms,
-            latency_ms=_ms(started),
-            tool_calls=records,
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens or (tokens.count_text(content) if content else 0),
+            ttft_ms=self.ttft_ms,
+            latency_ms=_ms(self._started),
+            tool_calls=self.records,
             finish_reason=finish_reason,
             created_at=clock.now_iso(),
         )
-
-    def _store(self, message: Message) -> None:
-        self.service.repo.finish_turn(self.user_id, self.conversation.id, message, turn_id=self.turn_id)
-        self.message = message
-
-    def _end_interrupted(
-        self,
-        parts: list[str],
-        records: list[ToolCallRecord],
-        usage: Usage,
-        ttft_ms: int | None,
-        started: float,
-        reason: str,
-    ) -> bool:
-        """Store a partial answer as interrupted (if anything was said), else just free the
-        conversation. Returns whether a message was stored."""
-        metrics.add_metric(name="TurnsInterrupted", unit="Count", value=1)
-        try:
-            if parts or records:
-                self._store(self._answer(parts, records, usage, reason, ttft_ms, started, "interrupted"))
-                logger.warning("turn interrupted, partial answer stored", extra={"reason": reason})
-                return True
-            self.service.repo.release_turn(self.user_id, self.conversation.id, turn_id=self.turn_id)
-            logger.warning("turn ended without an answer", extra={"reason": reason})
-        except DomainError:
-            logger.exception("could not record the end of an interrupted turn")
-        return False
 
     async def fold_summary(self) -> int:
         """Fold what has left the window into the summary (after the turn; never raises)."""
@@ -305,12 +449,17 @@ class ChatService:
         self, user_id: str, conversation_id: str, *, limit: int, cursor: str | None
     ) -> Page[Message]:
         self.repo.get(user_id, conversation_id)  # 404 for a conversation that is not the caller's
-        return self.repo.list_messages(user_id, conversation_id, limit=limit, cursor=cursor)
+        page = self.repo.list_messages(user_id, conversation_id, limit=limit, cursor=cursor)
+        page.items = [self._with_progress(user_id, conversation_id, m) for m in page.items]
+        return page
 
     # -- turns --------------------------------------------------------------------------------------
-    def begin_turn(self, user_id: str, conversation_id: str, content: str) -> Turn:
+    def begin_turn(
+        self, user_id: str, conversation_id: str, content: str, *, remaining_ms: int | None = None
+    ) -> Turn:
         """Everything that can refuse a turn happens here, before any byte of an answer: a missing
-        conversation (404), a message too long (400), another turn running (409)."""
+        conversation (404), a message too long (400), another turn running (409). `remaining_ms`:
+        the Lambda invocation's time left, which bounds the turn's deadline."""
         if len(content) > self.settings.message_max_chars:
             raise InvalidInput(
                 f"the message is longer than {self.settings.message_max_chars} characters", field="content"
@@ -356,7 +505,20 @@ class ChatService:
             prompt=prompt,
             turn_id=turn_id,
             assistant_id=assistant_id,
+            deadline=self.deadline(remaining_ms),
         )
+
+    def deadline(self, remaining_ms: int | None) -> float:
+        """When a turn starting now must end (time.monotonic()): the local bound, or on Lambda the
+        invocation's end less the margin if that comes first."""
+        budget = self.settings.turn_max_seconds
+        if remaining_ms is not None:
+            budget = min(budget, remaining_ms / 1000 - self.settings.turn_deadline_margin_seconds)
+        return time.monotonic() + max(1.0, budget)
+
+    def start(self, turn: Turn) -> LiveTurn:
+        """Run a begun turn in a task of its own: it ends when the answer does, whoever listens."""
+        return running.start(turn.assistant_id, turn.run)
 
     async def fold(self, turn: Turn) -> int:
         """Fold every message that left this turn's window into the summary. Returns how many."""
@@ -413,17 +575,109 @@ class ChatService:
         )
         return len(pending)
 
-    async def answer(self, user_id: str, conversation_id: str, content: str) -> Message:
-        """A whole turn for callers that want one JSON answer (Accept: application/json)."""
-        turn = await anyio.to_thread.run_sync(self.begin_turn, user_id, conversation_id, content)
-        return await self.finish(turn)
-
-    async def finish(self, turn: Turn) -> Message:
-        """Run a begun turn to its end and return the stored answer (raising its error, if any)."""
-        async for _ in turn.events():
+    async def answer(
+        self, user_id: str, conversation_id: str, content: str, *, remaining_ms: int | None = None
+    ) -> Message:
+        """A whole turn for callers that want one JSON answer: its stored answer (or its error). The
+        summary fold goes on after, in the turn's own task (`settle` waits for it)."""
+        turn = await anyio.to_thread.run_sync(
+            partial(self.begin_turn, user_id, conversation_id, content, remaining_ms=remaining_ms)
+        )
+        live = self.start(turn)
+        async for _ in live.follow():
             pass
         if turn.error is not None:
             raise turn.error
         assert turn.message is not None
-        await turn.fold_summary()
         return turn.message
+
+    @staticmethod
+    async def settle() -> None:
+        """Wait until every turn of this process has ended, after-turn work included."""
+        await running.drain()
+
+    # -- answers, while and after they stream -------------------------------------------------------
+    def get_message(self, user_id: str, conversation_id: str, message_id: str) -> Message:
+        self.repo.get(user_id, conversation_id)
+        found = self.repo.find_message(user_id, conversation_id, message_id)
+        if found is None:
+            raise NotFound("message not found", message_id=message_id)
+        return self._with_progress(user_id, conversation_id, found[0])
+
+    def _with_progress(self, user_id: str, conversation_id: str, message: Message) -> Message:
+        """A streaming answer with its text so far (from its chunks)."""
+        if message.status != "streaming":
+            return message
+        chunks = self.repo.chunks(user_id, conversation_id, message.seq)
+        text = "".join(e.get("d", "") for _, events in chunks for e in events)
+        return message.model_copy(update={"content": text})
+
+    async def stop(self, user_id: str, conversation_id: str, message_id: str) -> None:
+        """Ask a running answer to stop: it ends within a second, stored `interrupted`. The flag is
+        kept with the turn's lock, where the generating invocation looks for it."""
+        await anyio.to_thread.run_sync(self.repo.get, user_id, conversation_id)
+        if await anyio.to_thread.run_sync(self.repo.request_stop, user_id, conversation_id, message_id):
+            if (live := running.find(message_id)) is not None:
+                live.stop.set()  # generated here: no need to wait for the next look
+            return
+        if (
+            await anyio.to_thread.run_sync(self.repo.find_message, user_id, conversation_id, message_id)
+            is None
+        ):
+            raise NotFound("message not found", message_id=message_id)
+        raise NotRunning("this answer is not being generated any more", message_id=message_id)
+
+    async def events(
+        self,
+        user_id: str,
+        conversation_id: str,
+        message_id: str,
+        *,
+        after: int = 0,
+        follow_seconds: float = 840,
+    ) -> AsyncGenerator[tuple[int, TurnEvent]]:
+        """An answer's events after id `after`, with the ids of its original stream: replayed from
+        this process's live turn, or from storage (its chunks while it streams, its stored message
+        once it ended), following a live answer until it ends."""
+        live = running.find(message_id)
+        if live is not None:
+            async for numbered_event in live.follow(after=after):
+                yield numbered_event
+            return
+        repo = self.repo
+        await anyio.to_thread.run_sync(repo.get, user_id, conversation_id)
+        until = time.monotonic() + follow_seconds
+        chunks: list[TurnEvent] = []
+        read = 0
+        while True:
+            # The lock first, then the message: the final message and the lock's release are one
+            # transaction, so a message still streaming after the lock was seen free was abandoned.
+            running_id, _ = await anyio.to_thread.run_sync(repo.running_answer, user_id, conversation_id)
+            found = await anyio.to_thread.run_sync(repo.find_message, user_id, conversation_id, message_id)
+            if found is None and running_id != message_id:
+                raise NotFound("message not found", message_id=message_id)
+            if found is not None:
+                message, record = found
+                if message.status == "streaming":
+                    seq = message.seq
+                    for n, stored in await anyio.to_thread.run_sync(
+                        lambda: repo.chunks(user_id, conversation_id, seq, after=read)  # noqa: B023
+                    ):
+                        chunks += from_chunk(stored)
+                        read = n
+                events = answer_events(message, record, chunks)
+                # A streaming answer whose turn has ended without storing it (its process was
+                # killed): what its chunks hold, ended at the deadline.
+                abandoned = message.status == "streaming" and running_id != message_id
+                if abandoned:
+                    events.append(
+                        TurnEvent.done(message_id=message_id, status="interrupted", finish_reason="deadline")
+                    )
+                for event_id, event in numbered(events, after=after):
+                    yield event_id, event
+                    after = event_id
+                if message.status != "streaming" or abandoned:
+                    return
+            if time.monotonic() > until:
+                return
+            await anyio.sleep(CHUNK_SECONDS)

@@ -14,6 +14,9 @@ execs `python -m shelfwise.entry.stream` instead of the buffering runtime. Then:
 - Powertools as in ApiFunction: the Logger carries the request id and the API Gateway request id as
   correlation id, metrics are flushed per invocation, the Tracer is created on first use.
 - One event loop for the process: the model client (one per loop) keeps its connections warm.
+- A turn runs in a task of its own (`shelfwise.chat.live`): the invocation ends once every turn it
+  started has ended, whether or not its client stayed. On AWS a client that leaves is not reported
+  to the function anyway; the turn's deadline (remaining time less a margin) bounds the wait.
 
 Everything that can fail to import is imported after the Runtime API client exists, so a broken
 bundle or layer is reported as an init error rather than a bare exit.
@@ -130,6 +133,11 @@ class StreamFunction:
         self._stream = self.runtime.response_stream(context.aws_request_id)
         outcome = self.loop.run_until_complete(serve_asgi(self.app, scope, body, self._stream))
         _report(outcome)
+        # A turn is the server's: one whose client left (or that has after-turn work) runs to its
+        # end, bounded by its deadline, before this invocation ends.
+        from shelfwise.chat import live
+
+        self.loop.run_until_complete(live.drain())
 
 
 def _acknowledge_completion(status: str, stream_request_id: Any) -> None:

@@ -7,16 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from shelfwise import clock
-from shelfwise.chat.models import Conversation, Message
+from shelfwise.chat.models import Conversation, Message, StreamRecord
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page
 from shelfwise.storage.codec import decode_cursor, encode_cursor
 from shelfwise.storage.dynamo import Change, ConditionFailed, Dynamo, Put, TransactionCancelled
-from shelfwise.storage.expressions import Update, absent, eq, exists, lt
-from shelfwise.storage.items import ACTIVITY_INDEX, ConversationItem, MessageItem
+from shelfwise.storage.expressions import Update, absent, eq, exists, ge, lt
+from shelfwise.storage.items import ACTIVITY_INDEX, ChunkItem, ConversationItem, MessageItem
 
 _LIVE = exists("pk") & absent("deleting")
-_LOCK_FIELDS = ("turn_id", "turn_until", "turn_message_id")
+_LOCK_FIELDS = ("turn_id", "turn_until", "turn_message_id", "turn_stop")
+# How long an answer's chunks outlive their last write: longer than any turn (Lambda's 15 minutes), so
+# they are gone only well after the final message is stored.
+CHUNK_TTL_SECONDS = 24 * 3600
 # What a refused second message is told to wait (at most): a turn usually ends within seconds, and
 # the lock of a crashed one would say minutes.
 TURN_RETRY_AFTER_SECONDS = 5
@@ -83,7 +86,8 @@ class ConversationRepository:
             )
         except ConditionFailed as exc:
             raise NotFound("conversation not found", conversation_id=conversation_id) from exc
-        deleted = self.db.delete_found(MessageItem.of(user_id, conversation_id), workers=workers)
+        partition = ConversationItem.partition(user_id, conversation_id)
+        deleted = self.db.delete_found(partition, spare=key, workers=workers)  # messages and chunks
         self.db.delete(key)
         return deleted
 
@@ -108,7 +112,7 @@ class ConversationRepository:
     def load_turn(self, user_id: str, conversation_id: str, *, window: int) -> TurnContext:
         """The state item and the newest `window` messages, with one Query (state sorts last)."""
         page = self.db.query(
-            ConversationItem.partition(user_id, conversation_id),
+            ConversationItem.with_messages(user_id, conversation_id),
             forward=False,
             limit=window + 1,
             consistent=True,
@@ -179,7 +183,15 @@ class ConversationRepository:
                 retry_after=min(TURN_RETRY_AFTER_SECONDS, max(1, until - int(now.timestamp()))),
             ) from exc
 
-    def finish_turn(self, user_id: str, conversation_id: str, message: Message, *, turn_id: str) -> None:
+    def finish_turn(
+        self,
+        user_id: str,
+        conversation_id: str,
+        message: Message,
+        *,
+        turn_id: str,
+        record: StreamRecord | None = None,
+    ) -> None:
         """Store the assistant's message (in its reserved slot), add its usage, free the conversation.
 
         The conversation is freed only if this turn still holds it. When the old image shows it does
@@ -196,7 +208,8 @@ class ConversationRepository:
                 completion_tokens=message.completion_tokens or 0,
             )
         )
-        answer = Put(MessageItem.item(user_id, conversation_id, message), absent("pk"))
+        slot = absent("pk") | eq("turn_id", turn_id)  # empty, or this turn's streaming message
+        answer = Put(MessageItem.item(user_id, conversation_id, message, record), slot)
         key = ConversationItem.key(user_id, conversation_id)
         try:
             self.db.transact(
@@ -226,6 +239,63 @@ class ConversationRepository:
             raise NotFound(
                 "the conversation was deleted during the turn", conversation_id=conversation_id
             ) from exc
+
+    # -- answers while they stream ------------------------------------------------------------------
+    def open_answer(self, user_id: str, conversation_id: str, message: Message, record: StreamRecord) -> None:
+        """The assistant message from its first token, `streaming` (its text is in chunks until the
+        final message replaces it). Nothing happens if the final message is already there."""
+        with contextlib.suppress(ConditionFailed):
+            self.db.put(MessageItem.item(user_id, conversation_id, message, record), condition=absent("pk"))
+
+    def add_chunk(
+        self, user_id: str, conversation_id: str, seq: int, n: int, events: list[dict[str, Any]]
+    ) -> None:
+        expires_at = int(clock.now().timestamp()) + CHUNK_TTL_SECONDS
+        self.db.put(ChunkItem.item(user_id, conversation_id, seq, n, events, expires_at))
+
+    def chunks(
+        self, user_id: str, conversation_id: str, seq: int, *, after: int = 0
+    ) -> list[tuple[int, list[Any]]]:
+        """The chunks of answer `seq` after chunk `after` (numbered from 1), in order."""
+        condition = ChunkItem.after(user_id, conversation_id, seq, after)
+        pages = self.db.query_all(condition, consistent=True, attributes=("n", "events"))
+        return [(int(item["n"]), list(item["events"])) for page in pages for item in page.items]
+
+    def find_message(
+        self, user_id: str, conversation_id: str, message_id: str
+    ) -> tuple[Message, StreamRecord] | None:
+        """A message by its id (newest first: a resumed answer is usually among the last ones)."""
+        for page in self.db.query_all(MessageItem.of(user_id, conversation_id), forward=False, limit=50):
+            for item in page.items:
+                if item.get("id") == message_id:
+                    return MessageItem.parse_record(item)
+        return None
+
+    def running_answer(self, user_id: str, conversation_id: str) -> tuple[str | None, bool]:
+        """The id of the answer holding the conversation (None when none does) and whether its user
+        asked it to stop."""
+        state = self.db.get(
+            ConversationItem.key(user_id, conversation_id),
+            attributes=("turn_message_id", "turn_until", "turn_stop"),
+        )
+        if not state or int(state.get("turn_until") or 0) < int(clock.now().timestamp()):
+            return None, False
+        running = state.get("turn_message_id")
+        return running, bool(running and state.get("turn_stop") == running)
+
+    def request_stop(self, user_id: str, conversation_id: str, message_id: str) -> bool:
+        """Ask the turn generating `message_id` to stop; False when that answer is not running."""
+        try:
+            self.db.update(
+                ConversationItem.key(user_id, conversation_id),
+                Update().set(turn_stop=message_id),
+                condition=_LIVE
+                & eq("turn_message_id", message_id)
+                & ge("turn_until", int(clock.now().timestamp())),
+            )
+        except ConditionFailed:
+            return False
+        return True
 
     def release_turn(self, user_id: str, conversation_id: str, *, turn_id: str) -> None:
         """Free the conversation after a turn that ends without an answer to store."""

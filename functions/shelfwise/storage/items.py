@@ -9,11 +9,13 @@
     sku counter   COUNTER#SKU          <prefix>
     conversation  USER#<uid>#CONV#<id> STATE                      ByActivity: USER#<uid> / <at>#<id>
     message       USER#<uid>#CONV#<id> MSG#<seq, 10 digits>
+    chunk         USER#<uid>#CONV#<id> CHUNK#<seq>#<n, 5 digits>  (an answer's text while it streams; TTL)
 
 In a product's partition ADJUSTMENT#... < PRODUCT < VARIANT#...: `sk >= PRODUCT` reads the product and
 its variants, never its ever-growing history. In the Catalog index a product sorts just before its
 variants ("0" < "1"), so one Query pages through products with their variants. A conversation's state
-sorts after its messages ("S" > "M"): one descending Query reads the state and the newest messages.
+sorts after its messages ("S" > "M" > "C"): one descending Query reads the state and the newest
+messages.
 Every key of a user's data starts with USER#<uid> (an IAM dynamodb:LeadingKeys condition could pin a
 caller to their own items). A deleted product or conversation leaves every index at once.
 """
@@ -24,7 +26,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any, Final, Self
 
-from shelfwise.chat.models import Conversation, Message, SummaryState
+from shelfwise.chat.models import Conversation, Message, StreamRecord, SummaryState
 from shelfwise.inventory.models import Adjustment, Category, Product, ProductIn, Variant
 from shelfwise.storage.codec import Item
 from shelfwise.storage.expressions import Cond, begins_with, between, eq, ge
@@ -263,6 +265,11 @@ class ConversationItem:
         """The state item and every message of a conversation."""
         return eq("pk", _conversation_pk(user_id, conversation_id))
 
+    @classmethod
+    def with_messages(cls, user_id: str, conversation_id: str) -> Cond:
+        """The messages and the state item ("MSG#" < "STATE"), never an answer's chunks ("CHUNK#")."""
+        return cls.partition(user_id, conversation_id) & ge("sk", "MSG#")
+
     @staticmethod
     def of_user(user_id: str) -> Cond:
         return eq("activity_pk", f"USER#{user_id}")
@@ -329,14 +336,47 @@ class MessageItem:
         )
 
     @classmethod
-    def item(cls, user_id: str, conversation_id: str, message: Message) -> Item:
+    def item(
+        cls, user_id: str, conversation_id: str, message: Message, record: StreamRecord | None = None
+    ) -> Item:
         return {
             **cls.key(user_id, conversation_id, message.seq),
             "type": cls.TYPE,
             "conversation_id": conversation_id,
             **message.model_dump(exclude_none=True),
+            **(record.model_dump() if record else {}),
         }
 
     @staticmethod
     def parse(item: Item) -> Message:
         return Message.model_validate({k: v for k, v in item.items() if k in Message.model_fields})
+
+    @classmethod
+    def parse_record(cls, item: Item) -> tuple[Message, StreamRecord]:
+        record = StreamRecord.model_validate(
+            {k: v for k, v in item.items() if k in StreamRecord.model_fields}
+        )
+        return cls.parse(item), record
+
+
+class ChunkItem:
+    """A piece of an answer's events while it streams (`{"d": text}` or `{"t": tool, "s": status}`)."""
+
+    TYPE = "chunk"
+
+    @staticmethod
+    def sk(seq: int, n: int = 0) -> str:
+        return f"CHUNK#{seq:010d}#{n:05d}"
+
+    @classmethod
+    def item(
+        cls, user_id: str, conversation_id: str, seq: int, n: int, events: list[Item], expires_at: int
+    ) -> Item:
+        key = {"pk": _conversation_pk(user_id, conversation_id), "sk": cls.sk(seq, n)}
+        return {**key, "type": cls.TYPE, "n": n, "events": events, "expires_at": expires_at}
+
+    @classmethod
+    def after(cls, user_id: str, conversation_id: str, seq: int, n: int) -> Cond:
+        """The chunks of answer `seq` after chunk `n`."""
+        partition = ConversationItem.partition(user_id, conversation_id)
+        return partition & between("sk", cls.sk(seq, n + 1), cls.sk(seq, 99_999))

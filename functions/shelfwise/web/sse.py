@@ -10,11 +10,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 import anyio
 from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
-from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from shelfwise.chat.events import TurnEvent
-from shelfwise.chat.service import Turn
+from shelfwise.chat.service import ChatService, Turn
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -33,9 +32,9 @@ def frame(event_id: int, event: TurnEvent) -> bytes:
 async def with_pings(events: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
     """The frames as they come, and a ping after every PING_INTERVAL_SECONDS without one.
 
-    The next frame is awaited in a task that a ping never cancels (cancelling it would cut the turn
-    short); when the client leaves, that task is cancelled and awaited, so the turn ends (storing
-    what was said) before the stream is closed."""
+    The next frame is awaited in a task that a ping never cancels; when the client leaves, that task
+    is cancelled and awaited before the stream is closed (the turn itself goes on: it is not this
+    stream's)."""
     pending: asyncio.Task[bytes] | None = None
     try:
         while True:
@@ -60,35 +59,35 @@ async def with_pings(events: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
             await events.aclose()
 
 
-async def stream_turn(turn: Turn) -> StreamingResponse:
-    """Start the turn and wait for the model's first output before answering: a failure before
-    then (timeout, rate limit, upstream error) raises, so the caller gets an ordinary JSON error
-    with the right status. After that, everything goes out as it comes."""
-    events = turn.events()
-    head: list[TurnEvent] = []
-    async for event in events:
-        head.append(event)
-        if event.name in _FIRST_OUTPUT:
+async def stream_turn(chat: ChatService, turn: Turn) -> StreamingResponse:
+    """Start the turn (in a task of its own) and wait for the model's first output before answering:
+    a failure before then (timeout, rate limit, upstream error) raises, so the caller gets an
+    ordinary JSON error with the right status. After that the answer's events go out as they come;
+    a client that leaves ends only this stream, never the turn."""
+    events = chat.start(turn).follow()
+    head: list[tuple[int, TurnEvent]] = []
+    async for numbered_event in events:
+        head.append(numbered_event)
+        if numbered_event[1].name in _FIRST_OUTPUT:
             break
-    if head and head[-1].name == "error" and turn.error is not None:
+    if head and head[-1][1].name == "error" and turn.error is not None:
         await events.aclose()
         raise turn.error
+    return sse_response(head, events)
+
+
+def sse_response(
+    head: list[tuple[int, TurnEvent]], rest: AsyncGenerator[tuple[int, TurnEvent]]
+) -> StreamingResponse:
+    """`head`, then `rest`, as SSE frames with their event ids (pings in the silences)."""
 
     async def body() -> AsyncGenerator[bytes]:
-        event_id = 0
         try:
-            for event in head:
-                event_id += 1
+            for event_id, event in head:
                 yield frame(event_id, event)
-            async for event in events:
-                event_id += 1
+            async for event_id, event in rest:
                 yield frame(event_id, event)
         finally:
-            await events.aclose()  # a client that left: the turn stores what was said
+            await rest.aclose()
 
-    return StreamingResponse(
-        with_pings(body()),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-        background=BackgroundTask(turn.fold_summary),
-    )
+    return StreamingResponse(with_pings(body()), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.responses import StreamingResponse
 
 from shelfwise.chat.models import Conversation, ConversationIn, ConversationPatch, Message, MessageIn
+from shelfwise.errors import InvalidInput
 from shelfwise.pagination import Page
 from shelfwise.web.deps import CallerDep, ChatDep
 from shelfwise.web.routers.inventory import Cursor, Limit
-from shelfwise.web.sse import stream_turn
+from shelfwise.web.sse import sse_response, stream_turn
 
 router = APIRouter(tags=["conversations"])
 
@@ -79,14 +81,85 @@ async def post_message(
     body: MessageIn,
     chat: ChatDep,
     caller: CallerDep,
+    request: Request,
     accept: Annotated[str, Header()] = "text/event-stream",
 ) -> Message | StreamingResponse:
     """Ask the assistant. Streams `text/event-stream` by default; one JSON answer (the stored
-    assistant message) with `Accept: application/json`."""
-    turn = await anyio.to_thread.run_sync(chat.begin_turn, caller.user_id, conversation_id, body.content)
+    assistant message) with `Accept: application/json`. The answer is the server's: a client that
+    leaves can resume it (`GET .../messages/{message_id}/events`) or stop it (`POST .../stop`)."""
+    remaining_ms = _remaining_ms(request)
     if _wants_json(accept):
-        return await chat.finish(turn)
-    return await stream_turn(turn)
+        return await chat.answer(caller.user_id, conversation_id, body.content, remaining_ms=remaining_ms)
+    turn = await anyio.to_thread.run_sync(
+        partial(chat.begin_turn, caller.user_id, conversation_id, body.content, remaining_ms=remaining_ms)
+    )
+    return await stream_turn(chat, turn)
+
+
+@router.get("/conversations/{conversation_id}/messages/{message_id}")
+def get_message(conversation_id: str, message_id: str, chat: ChatDep, caller: CallerDep) -> Message:
+    """One message; an answer still `streaming` carries its text so far."""
+    return chat.get_message(caller.user_id, conversation_id, message_id)
+
+
+@router.get(
+    "/conversations/{conversation_id}/messages/{message_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: the answer's events"}},
+)
+async def message_events(
+    conversation_id: str,
+    message_id: str,
+    chat: ChatDep,
+    caller: CallerDep,
+    request: Request,
+    after: Annotated[int | None, Query(ge=0, description="Replay only the events after this id")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """An answer's events with the ids of its original stream: what was said after `Last-Event-ID`
+    (or `?after=N`), then the live answer until `done` or `error`. A finished answer replays at any
+    age."""
+    start = after if after is not None else _event_id(last_event_id)
+    remaining = _remaining_ms(request)
+    follow = chat.settings.turn_max_seconds if remaining is None else remaining / 1000 - 1
+    events = chat.events(caller.user_id, conversation_id, message_id, after=start, follow_seconds=follow)
+    head = []
+    async for numbered_event in events:  # a missing message is a 404 before any byte of a stream
+        head.append(numbered_event)
+        break
+    return sse_response(head, events)
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages/{message_id}/stop", status_code=status.HTTP_202_ACCEPTED
+)
+async def stop_message(
+    conversation_id: str, message_id: str, chat: ChatDep, caller: CallerDep
+) -> dict[str, str]:
+    """Stop a running answer: it ends within a second, stored `interrupted` with `finish_reason:
+    stopped`. 409 `not_running` once it has ended."""
+    await chat.stop(caller.user_id, conversation_id, message_id)
+    return {"message_id": message_id, "status": "stopping"}
+
+
+def _remaining_ms(request: Request) -> int | None:
+    """The Lambda invocation's time left (Mangum and the streaming loop put its context in the scope)."""
+    context = request.scope.get("aws.context")
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if callable(remaining) else None
+
+
+def _event_id(header: str | None) -> int:
+    if header is None or not header.strip():
+        return 0
+    try:
+        value = int(header.strip())
+    except ValueError as exc:
+        raise InvalidInput(
+            "Last-Event-ID must be an event id this server sent", field="Last-Event-ID"
+        ) from exc
+    if value < 0:
+        raise InvalidInput("Last-Event-ID must be an event id this server sent", field="Last-Event-ID")
+    return value
 
 
 def _wants_json(accept: str) -> bool:
