@@ -1,4 +1,4 @@
-"""The offline model: an OpenAI-compatible chat-completions server that needs no API key.
+"""The offline model: an OpenAI-compatible chat-completions server that needs no API key (unless asked).
 
 `make run` uses it when OPENAI_API_KEY is unset, and the tests use it as the model: the app reaches
 it through the real `openai` client over HTTP, exactly as it would reach OpenAI. It is a stand-in for
@@ -16,8 +16,14 @@ summaries and titles are built from what the user asked.
 - Failures on demand, to prove the app's error handling: a request header
   `X-Offline-Model-Fail: <mode>`, or queued with `POST /_offline/failures` /
   `OfflineModel.fail(mode, times, task)`. Modes: FAILURE_MODES.
-- Control: `POST /_offline/config` {"token_delay_ms", "stall_seconds"}; `GET|DELETE /_offline/requests`
-  (a log of what was received); `GET|POST|DELETE /_offline/failures`.
+- API keys: any key is accepted unless `api_keys` is set (`OfflineModel(api_keys=...)`, the
+  `api_keys` property, or `POST /_offline/config` {"api_keys": [...] or null}); then a request whose
+  `Authorization: Bearer` key is not one of them is a 401 in OpenAI's shape (`invalid_api_key`), as a
+  revoked or rotated-away key is. The key is checked once the body parses (a malformed body is a 400
+  whatever the key); refused requests are logged with failure "invalid_api_key". Every log entry
+  names the key it came with by its last four characters (`key_hint`), never the whole key.
+- Control: `POST /_offline/config` {"token_delay_ms", "stall_seconds", "api_keys"};
+  `GET|DELETE /_offline/requests` (a log of what was received); `GET|POST|DELETE /_offline/failures`.
 
     with OfflineModel() as model:
         client = AsyncOpenAI(base_url=model.base_url, api_key="offline")
@@ -173,6 +179,30 @@ _FAILURE_RESPONSES: dict[str, tuple[int, str, str, str]] = {
 }
 
 
+def bearer_key(authorization: str | None) -> str:
+    scheme, _, key = (authorization or "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def key_hint(key: str) -> str:
+    """How a key is named in the request log: its last four characters."""
+    return key[-4:] if len(key) > 8 else "****"
+
+
+def invalid_key_response(key: str) -> JSONResponse:
+    """OpenAI's answer to a key it does not know (a revoked key gets the same)."""
+    shown = f"{key[:3]}*****{key[-4:]}" if len(key) > 8 else "*****"
+    return JSONResponse(
+        error_body(
+            f"Incorrect API key provided: {shown}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            "invalid_api_key",
+        ),
+        status_code=401,
+    )
+
+
 def failure_response(mode: str) -> JSONResponse:
     status, message, type_, code = _FAILURE_RESPONSES[mode]
     headers = {"retry-after": RETRY_AFTER_SECONDS} if mode == "rate_limit" else None
@@ -268,13 +298,20 @@ class QueuedFailure:
 
 
 class State:
-    def __init__(self, *, token_delay_ms: int = 0, stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        token_delay_ms: int = 0,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
+        api_keys: Sequence[str] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._failures: list[QueuedFailure] = []
         self._log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self._ids = itertools.count(1)
         self.token_delay_ms = token_delay_ms
         self.stall_seconds = stall_seconds
+        self.api_keys: tuple[str, ...] | None = None if api_keys is None else tuple(api_keys)
         self.closing = threading.Event()
 
     def next_id(self) -> int:
@@ -325,8 +362,16 @@ class State:
             self._log.clear()
             return count
 
+    def accepts(self, key: str) -> bool:
+        keys = self.api_keys
+        return keys is None or key in keys
+
     def config(self) -> dict[str, Any]:
-        return {"token_delay_ms": self.token_delay_ms, "stall_seconds": self.stall_seconds}
+        return {
+            "token_delay_ms": self.token_delay_ms,
+            "stall_seconds": self.stall_seconds,
+            "api_keys": None if self.api_keys is None else len(self.api_keys),  # how many, not which
+        }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -498,7 +543,9 @@ def create_app(state: State) -> Starlette:
         header = request.headers.get(FAIL_HEADER)
         if header is not None and header not in FAILURE_MODES:
             return _openai_error(400, f"unknown {FAIL_HEADER} mode {header!r}", "invalid_failure_mode")
-        failure = header or state.take_failure(chat.task)
+        key = bearer_key(request.headers.get("authorization"))
+        refused = not state.accepts(key)
+        failure = "invalid_api_key" if refused else header or state.take_failure(chat.task)
         plan = (
             Plan(content="")
             if failure == "empty"
@@ -518,11 +565,14 @@ def create_app(state: State) -> Starlette:
                 "include_usage": chat.include_usage,
                 "max_tokens": chat.max_tokens,
                 "failure": failure,
+                "key_hint": key_hint(key),
                 "finish_reason": plan.finish_reason,
                 "tool_calls": [c.name for c in plan.tool_calls],
                 "received_at": time.time(),
             }
         )
+        if refused:
+            return invalid_key_response(key)
         if failure in _FAILURE_RESPONSES:
             return failure_response(failure)
         return CompletionResponse(state, chat, plan, failure)
@@ -559,6 +609,13 @@ def create_app(state: State) -> Starlette:
                     state.token_delay_ms = max(0, int(body["token_delay_ms"]))
                 if "stall_seconds" in body:
                     state.stall_seconds = max(0.0, float(body["stall_seconds"]))
+                if "api_keys" in body:
+                    keys = body["api_keys"]
+                    if keys is not None and not (
+                        isinstance(keys, list) and all(isinstance(k, str) and k for k in keys)
+                    ):
+                        raise ValueError("api_keys must be a list of non-empty strings, or null")
+                    state.api_keys = None if keys is None else tuple(keys)
             except (ValueError, TypeError) as exc:
                 return _openai_error(400, str(exc), "invalid_config")
         return JSONResponse(state.config())
@@ -628,9 +685,10 @@ class OfflineModel:
         token_delay_ms: int = 0,
         stall_seconds: float = DEFAULT_STALL_SECONDS,
         extra_hosts: tuple[str, ...] = (),
+        api_keys: Sequence[str] | None = None,
     ) -> None:
-        self.state = State(token_delay_ms=token_delay_ms, stall_seconds=stall_seconds)
-        self._defaults = (token_delay_ms, stall_seconds)
+        self.state = State(token_delay_ms=token_delay_ms, stall_seconds=stall_seconds, api_keys=api_keys)
+        self._defaults = (token_delay_ms, stall_seconds, self.state.api_keys)
         self.app = create_app(self.state)
         self._sockets = [_bound(host, port)]
         self._socket = self._sockets[0]
@@ -708,10 +766,10 @@ class OfflineModel:
         self.state.clear_requests()
 
     def reset(self) -> None:
-        """No queued failures, an empty request log, the delays this instance started with."""
+        """No queued failures, an empty request log, the delays and keys this instance started with."""
         self.state.clear_failures()
         self.state.clear_requests()
-        self.state.token_delay_ms, self.state.stall_seconds = self._defaults
+        self.state.token_delay_ms, self.state.stall_seconds, self.state.api_keys = self._defaults
 
     @property
     def token_delay_ms(self) -> int:
@@ -728,6 +786,15 @@ class OfflineModel:
     @stall_seconds.setter
     def stall_seconds(self, value: float) -> None:
         self.state.stall_seconds = max(0.0, float(value))
+
+    @property
+    def api_keys(self) -> tuple[str, ...] | None:
+        """The keys it accepts; None (the default) accepts any key. Set it to revoke or rotate keys."""
+        return self.state.api_keys
+
+    @api_keys.setter
+    def api_keys(self, value: Sequence[str] | None) -> None:
+        self.state.api_keys = None if value is None else tuple(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -86,8 +86,8 @@ def run[T](offline: OfflineModel, work: Callable[[AsyncOpenAI], Awaitable[T]], *
     """Run `work(client)` on a fresh event loop with a client of the offline model."""
 
     async def main() -> T:
-        options: dict[str, Any] = {"max_retries": 0, "timeout": 20.0, **client}
-        async with AsyncOpenAI(base_url=offline.base_url, api_key="offline", **options) as openai_client:
+        options: dict[str, Any] = {"max_retries": 0, "timeout": 20.0, "api_key": "offline", **client}
+        async with AsyncOpenAI(base_url=offline.base_url, **options) as openai_client:
             return await work(openai_client)
 
     return asyncio.run(main())
@@ -682,6 +682,35 @@ def test_the_control_endpoints(offline: OfflineModel) -> None:
         assert http.get("/nowhere").json()["error"]["code"] == "not_found"
     with pytest.raises(openai.BadRequestError):
         run(offline, lambda c: stream(c, HELLO, **_fail_by_header("no-such-mode")))
+
+
+def test_any_key_is_accepted_unless_keys_are_set(offline: OfflineModel) -> None:
+    assert run(offline, lambda c: stream(c, HELLO), api_key="sk-whatever-1234").finish_reason == "stop"
+    offline.api_keys = ("sk-the-right-one-5678",)
+    offline.fail("unavailable", times=1)  # stays queued for the first request the key lets through
+    with pytest.raises(openai.AuthenticationError) as caught:
+        run(offline, lambda c: stream(c, HELLO), api_key="sk-whatever-1234")
+    assert caught.value.status_code == 401
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "invalid_api_key"
+    assert caught.value.body["type"] == "invalid_request_error"
+    assert "sk-whatever" not in caught.value.body["message"]  # shown masked, as OpenAI does
+    with pytest.raises(openai.InternalServerError):
+        run(offline, lambda c: stream(c, HELLO), api_key="sk-the-right-one-5678")
+    assert run(offline, lambda c: stream(c, HELLO), api_key="sk-the-right-one-5678").finish_reason == "stop"
+    log = [(entry["key_hint"], entry["failure"]) for entry in offline.requests()]
+    assert log == [("1234", None), ("1234", "invalid_api_key"), ("5678", "unavailable"), ("5678", None)]
+
+    with httpx.Client(base_url=offline.url) as http:
+        assert http.post("/_offline/config", json={"api_keys": "sk-x"}).status_code == 400
+        assert http.post("/_offline/config", json={"api_keys": ["sk-new-key-0000"]}).json()["api_keys"] == 1
+        with pytest.raises(openai.AuthenticationError):
+            run(offline, lambda c: stream(c, HELLO), api_key="sk-the-right-one-5678")
+        assert http.post("/_offline/config", json={"api_keys": None}).json()["api_keys"] is None
+    assert run(offline, lambda c: stream(c, HELLO), api_key="anything").finish_reason == "stop"
+    offline.api_keys = ("sk-only-this-one",)
+    offline.reset()
+    assert offline.api_keys is None  # reset: the keys it started with (any)
 
 
 # --- time and load ---------------------------------------------------------------------------------

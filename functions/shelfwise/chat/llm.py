@@ -8,14 +8,22 @@ again. Waiting is bounded: each streamed call must show its first token within
 without a token (an empty answer) is an upstream error, retried once, never an empty reply.
 Upstream failures become domain errors: timeout -> UpstreamTimeout (504), rate limit ->
 UpstreamRateLimited (429 with Retry-After), anything else -> UpstreamError (502).
+
+Key rotation, without a restart: a client is rebuilt when the key it was built with is older than
+`key_cache_seconds` and the key resolved now differs; and on a 401 the key is fetched anew (past the
+cache) and, if it changed, the client rebuilt and the call made once more (before the first token,
+and only where retries are allowed). A key that is refused again, or did not change, is the usual
+502: one refused key costs a call at most two requests, never a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -100,22 +108,28 @@ def _has_token(chunk: Any) -> bool:
     return any(c.delta is not None and (c.delta.content or c.delta.tool_calls) for c in chunk.choices)
 
 
-def resolve_api_key(settings: Settings) -> str:
+def resolve_api_key(settings: Settings, *, force: bool = False) -> str:
     """The API key: from the environment, else SSM Parameter Store, else Secrets Manager (cached by
-    Powertools for `key_cache_seconds`). Never logged."""
+    Powertools for `key_cache_seconds`; `force` reads the store past the cache). Never logged."""
     if settings.openai_api_key is not None:
         return settings.openai_api_key.get_secret_value()
     if settings.openai_api_key_parameter:
         from aws_lambda_powertools.utilities import parameters
 
         value = parameters.get_parameter(
-            settings.openai_api_key_parameter, decrypt=True, max_age=settings.key_cache_seconds
+            settings.openai_api_key_parameter,
+            decrypt=True,
+            max_age=settings.key_cache_seconds,
+            force_fetch=force,
         )
         return str(value)
     if settings.openai_api_key_secret:
         from aws_lambda_powertools.utilities import parameters
 
-        return str(parameters.get_secret(settings.openai_api_key_secret, max_age=settings.key_cache_seconds))
+        secret = parameters.get_secret(
+            settings.openai_api_key_secret, max_age=settings.key_cache_seconds, force_fetch=force
+        )
+        return str(secret)
     if settings.openai_base_url:
         return "not-needed"  # a local OpenAI-compatible server that takes any key
     raise UpstreamError(
@@ -150,6 +164,13 @@ def map_error(exc: BaseException) -> DomainError:
     return UpstreamError(f"the model's answer broke off ({type(exc).__name__})")
 
 
+def _unauthorized(exc: BaseException) -> bool:
+    """The model's server refused the key (401: revoked, rotated away, mistyped)."""
+    import openai
+
+    return isinstance(exc, openai.APIStatusError) and exc.status_code == 401
+
+
 def _retryable(error: DomainError) -> bool:
     if isinstance(error, UpstreamTimeout | UpstreamRateLimited):
         return True
@@ -157,26 +178,70 @@ def _retryable(error: DomainError) -> bool:
     return isinstance(error, UpstreamError) and (status is None or status >= 500 or status in (408, 409))
 
 
+@dataclass
+class _KeyedClient:
+    """A client and the key it was built with; `checked_at` (monotonic) is when that key was last
+    found current."""
+
+    client: AsyncOpenAI
+    key: str
+    checked_at: float
+
+
 class ChatModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[int, AsyncOpenAI] = {}
+        self._clients: dict[int, _KeyedClient] = {}
 
-    def _client(self) -> AsyncOpenAI:
-        """One client per event loop (its connection pool belongs to the loop that made it)."""
+    def _build(self, loop_id: int, key: str) -> _KeyedClient:
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(
+            api_key=key,
+            base_url=self.settings.openai_base_url,
+            timeout=self.settings.llm_timeout_seconds,
+            max_retries=0,  # ours: only before the first chunk
+        )
+        keyed = _KeyedClient(client, key, time.monotonic())
+        # Replaced, not closed: a stream still reading from the old client keeps it alive until it
+        # ends. The loop of a finished invocation is gone, so its client goes too.
+        self._clients = {loop_id: keyed}
+        return keyed
+
+    async def _client(self) -> _KeyedClient:
+        """One client per event loop (its connection pool belongs to the loop that made it), rebuilt
+        when its key has aged out of the cache and the store now holds another one."""
         loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            from openai import AsyncOpenAI
+        keyed = self._clients.get(loop_id)
+        if keyed is None:
+            return self._build(loop_id, await anyio.to_thread.run_sync(resolve_api_key, self.settings))
+        if time.monotonic() - keyed.checked_at < self.settings.key_cache_seconds:
+            return keyed
+        key = await anyio.to_thread.run_sync(resolve_api_key, self.settings)  # cached: cheap
+        current = self._clients.get(loop_id)
+        if current is not None and current.key == key:
+            current.checked_at = time.monotonic()
+            return current
+        logger.info("model key changed in the store: client rebuilt", extra={"reason": "key_aged_out"})
+        return self._build(loop_id, key)
 
-            client = AsyncOpenAI(
-                api_key=resolve_api_key(self.settings),
-                base_url=self.settings.openai_base_url,
-                timeout=self.settings.llm_timeout_seconds,
-                max_retries=0,  # ours: only before the first chunk
-            )
-            self._clients = {loop_id: client}  # the loop of a finished invocation is gone
-        return client
+    async def _rekey(self, refused: str) -> bool:
+        """After a 401 with the key `refused`: read the key past the cache and rebuild the client if
+        it differs from the one the client holds. True when there is another key to try."""
+        try:
+            key = await anyio.to_thread.run_sync(partial(resolve_api_key, self.settings, force=True))
+        except Exception:
+            logger.exception("model key refused, and reading it again failed")
+            return False
+        if key == refused:
+            logger.warning("model key refused, and the store holds no other")
+            return False
+        loop_id = id(asyncio.get_running_loop())
+        current = self._clients.get(loop_id)
+        if current is None or current.key != key:  # another call may have rebuilt it already
+            logger.warning("model key refused: client rebuilt with the key read anew")
+            self._build(loop_id, key)
+        return True
 
     def _delay(self, attempt: int, error: DomainError) -> float:
         retry_after = error.details.get("retry_after")
@@ -219,13 +284,17 @@ class ChatModel:
         clock = asyncio.get_running_loop().time
         deadline = clock() + settings.llm_retry_budget_seconds
         attempt = empties = 0
+        rekeyed = False  # a refused key is read anew once per call
         while True:
             stream: Any = None
             head: list[Any] = []
+            key: str | None = None
             wait = min(settings.llm_first_token_timeout_seconds, max(0.0, deadline - clock()))
             try:
                 with anyio.fail_after(wait):
-                    stream = await self._client().chat.completions.create(**kwargs)
+                    keyed = await self._client()
+                    key = keyed.key
+                    stream = await keyed.client.chat.completions.create(**kwargs)
                     chunks = stream.__aiter__()
                     async for chunk in chunks:  # up to the first token: a role chunk is not one
                         head.append(chunk)
@@ -244,6 +313,12 @@ class ChatModel:
                     )
                 else:
                     error = map_error(exc)
+                if key is not None and not rekeyed and _unauthorized(exc):
+                    rekeyed = True
+                    # The next call gets the new key either way; this one tries it only where
+                    # retrying is allowed (nothing of the answer has been seen: a 401 comes before).
+                    if await self._rekey(key) and retry:
+                        continue
                 empty = error.details.get("reason") == "empty"
                 if empty:
                     empties += 1
@@ -291,15 +366,23 @@ class ChatModel:
     ) -> tuple[str, Usage]:
         """A whole (non-streamed) answer, retried with backoff on failures that may pass."""
         attempt = 0
+        rekeyed = False
         while True:
+            key: str | None = None
             try:
-                response = await self._client().chat.completions.create(
+                keyed = await self._client()
+                key = keyed.key
+                response = await keyed.client.chat.completions.create(
                     model=model,
                     messages=cast(Any, list(messages)),
                     max_completion_tokens=max_completion_tokens,
                 )
                 break
             except Exception as exc:
+                if key is not None and not rekeyed and _unauthorized(exc):
+                    rekeyed = True
+                    if await self._rekey(key):
+                        continue
                 error = map_error(exc)
                 if attempt >= self.settings.llm_max_retries or not _retryable(error):
                     raise error from exc
