@@ -48,6 +48,25 @@ def caller_from_claims(claims: Mapping[str, Any], admin_group: str) -> Caller:
     return Caller(user_id=sub, username=username, groups=groups, is_admin=admin_group in groups)
 
 
+class LocalAuthOnLambda(RuntimeError):
+    """SHELFWISE_AUTH_MODE=local where Lambda serves the API for real: refused at app creation."""
+
+
+def refuse_local_auth_on_lambda(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Local dev tokens are for a developer's machine and `sam local` (which sets AWS_SAM_LOCAL=true:
+    events/env.start-api.json uses them on purpose). On Lambda itself they would let anyone holding
+    the signing key in: raise, so the function's init fails and says which setting to fix."""
+    env = os.environ if environ is None else environ
+    function = env.get("AWS_LAMBDA_FUNCTION_NAME")
+    if settings.auth_mode != "local" or not function or env.get("AWS_SAM_LOCAL", "").lower() == "true":
+        return
+    raise LocalAuthOnLambda(
+        f"SHELFWISE_AUTH_MODE=local is refused on Lambda ({function}): it would accept dev tokens "
+        "signed with a local key instead of Cognito's. Set SHELFWISE_AUTH_MODE=cognito (or leave it "
+        "unset); local is for `make run` and `sam local` only."
+    )
+
+
 # -- local dev tokens (HS256) -----------------------------------------------------------------------
 def signing_key(settings: Settings, *, create: bool = False) -> bytes:
     """The local signing key: from settings, else the key file (created with mode 0600 if asked)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shelfwise import __version__
+from shelfwise.identity import refuse_local_auth_on_lambda
 from shelfwise.services import Services
 from shelfwise.settings import Settings, get_settings
 from shelfwise.web import docs, errors
@@ -15,6 +16,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     """Build the app. Settings are read here (not at import); storage clients on first use.
     `services` lets a caller (tests, the local runner) hand in an already wired composition root."""
     settings = services.settings if services else (settings or get_settings())
+    refuse_local_auth_on_lambda(settings)  # dev tokens never on Lambda itself: a failed init instead
     app = FastAPI(
         title="shelfwise",
         version=__version__,
