@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     )
     summary_max_tokens: int = Field(default=600, ge=50)
     max_tool_rounds: int = Field(default=4, ge=0, le=10)
+    # Spend limits of one turn's tools: the calls beyond are not run, the model is told so.
+    max_tool_calls_per_round: int = Field(
+        default=8, ge=1, le=128, description="Tool calls answered per round; the rest are refused"
+    )
+    max_tool_calls_per_turn: int = Field(
+        default=16, ge=1, le=512, description="Tool calls answered per turn; then no tools are offered"
+    )
     turn_lock_seconds: int = Field(
         default=900, ge=10, description="A crashed turn frees its conversation after this"
     )

@@ -155,8 +155,12 @@ class Turn:
     async def _generate(self) -> None:
         svc = self.service
         settings = svc.settings
+        tools = svc.tools.for_turn(
+            per_round=settings.max_tool_calls_per_round, per_turn=settings.max_tool_calls_per_turn
+        )
         for round_no in range(settings.max_tool_rounds + 1):
-            offer_tools = round_no < settings.max_tool_rounds
+            # once the turn's tool calls are spent, the model is offered none: it must answer
+            offer_tools = round_no < settings.max_tool_rounds and tools.left > 0
             self.prompt.tools = TOOLS if offer_tools else []
             memory.fit_tool_round(self.prompt)
             self.prompt_tokens_sent = self.prompt.tokens()
@@ -203,9 +207,14 @@ class Turn:
                     ],
                 }
             )
+            tools.start_round()
             for call in end.tool_calls:
+                # A refused call too gets both its events and its record (a replay rebuilds both
+                # from the record: the ids stay the same), and its tool message (OpenAI wants one
+                # for every call).
                 self._publish(TurnEvent.tool(call.name, "running"))
-                result, ok = await anyio.to_thread.run_sync(svc.tools.run, call.name, call.arguments)
+                answer = await anyio.to_thread.run_sync(tools.run, call.name, call.arguments)
+                result, ok = answer.result, answer.ok
                 try:
                     arguments = json.loads(call.arguments or "{}")
                 except ValueError:
@@ -220,7 +229,9 @@ class Turn:
                     )
                 )
                 self.tool_offsets.append(sum(map(len, self.parts)))
-                metrics.add_metric(name="ToolCalls", unit="Count", value=1)
+                metrics.add_metric(
+                    name="ToolCallsRefused" if answer.refused else "ToolCalls", unit="Count", value=1
+                )
                 self._publish(TurnEvent.tool(call.name, "done" if ok else "error"))
                 self.prompt.extra.append(
                     {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)}

@@ -1,9 +1,16 @@
-"""The assistant's inventory tools: read-only, each result stamped with the time it was read."""
+"""The assistant's inventory tools: read-only, each result stamped with the time it was read.
+
+A turn runs them through its own `TurnTools` (`InventoryTools.for_turn`), which bounds what one turn
+may spend: at most so many calls per round and per turn (the calls beyond are not run, and are
+answered with an error the model can read), an identical call (same tool, same arguments) answered
+from its first result, and a whole-catalog tool computed at most once, whatever its arguments.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from shelfwise import clock
@@ -63,6 +70,9 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 TOOL_NAMES = frozenset(t["function"]["name"] for t in TOOLS)
+# Tools that read the whole catalog and take no argument that changes their answer: once per turn.
+WHOLE_CATALOG = frozenset({"get_inventory_value"})
+LIMIT_ERROR = "tool_call_limit"
 
 
 def _product(product: Product) -> dict[str, Any]:
@@ -92,6 +102,10 @@ class InventoryTools:
             "list_low_stock": self._low_stock,
             "get_inventory_value": self._value,
         }
+
+    def for_turn(self, *, per_round: int, per_turn: int) -> TurnTools:
+        """A runner for one turn's calls, within these limits (see TurnTools)."""
+        return TurnTools(self, per_round=per_round, per_turn=per_turn)
 
     def run(self, name: str, arguments: str) -> tuple[dict[str, Any], bool]:
         """(result, ok). The result always carries `as_of`; a failure carries `error` instead of data."""
@@ -137,3 +151,72 @@ class InventoryTools:
         value = self.inventory.inventory_value().model_dump(mode="json")
         value.pop("as_of", None)
         return value
+
+
+@dataclass(frozen=True)
+class ToolAnswer:
+    """What one call of a turn was answered: its result, whether it is one, and how it was come by."""
+
+    result: dict[str, Any]
+    ok: bool
+    refused: bool = False  # over a limit: not run
+    reused: bool = False  # the result of an earlier identical call of this turn
+
+
+def call_key(name: str, arguments: str) -> str:
+    """What makes two calls the same: the tool, and its arguments as canonical JSON (a whole-catalog
+    tool's arguments change nothing; arguments that are not JSON are compared as sent)."""
+    if name in WHOLE_CATALOG:
+        return name
+    try:
+        canonical = json.dumps(json.loads(arguments or "{}"), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        canonical = arguments
+    return f"{name} {canonical}"
+
+
+@dataclass
+class TurnTools:
+    """One turn's tool calls: at most `per_round` are answered per round (`start_round` begins one)
+    and `per_turn` in all, whether run or answered from an earlier result; the calls beyond are
+    refused without being run (a refused call counts against neither limit). Within the limits, an
+    identical call is answered from its first result (a failure too: storage has already retried it)
+    without touching storage again. One turn's calls run one at a time."""
+
+    tools: InventoryTools
+    per_round: int
+    per_turn: int
+    calls: int = 0  # answered, this turn
+    round_calls: int = 0  # answered, this round
+    _answers: dict[str, tuple[dict[str, Any], bool]] = field(default_factory=dict)
+
+    @property
+    def left(self) -> int:
+        """Calls the turn may still make."""
+        return max(0, self.per_turn - self.calls)
+
+    def start_round(self) -> None:
+        self.round_calls = 0
+
+    def run(self, name: str, arguments: str) -> ToolAnswer:
+        if self.calls >= self.per_turn:
+            return self._refused(f"not run: {self.per_turn} tool calls per turn at most; answer now")
+        if self.round_calls >= self.per_round:
+            return self._refused(
+                f"not run: {self.per_round} tool calls per round at most; ask again in a later round "
+                "if one is offered, or answer"
+            )
+        self.calls += 1
+        self.round_calls += 1
+        key = call_key(name, arguments)
+        if key in self._answers:
+            result, ok = self._answers[key]
+            return ToolAnswer(result, ok, reused=True)
+        result, ok = self._answers[key] = self.tools.run(name, arguments)
+        return ToolAnswer(result, ok)
+
+    @staticmethod
+    def _refused(message: str) -> ToolAnswer:
+        # nothing was read, so no `as_of`; short, so that a model asking for dozens of calls at once
+        # is not answered with more tokens than the calls it asked for
+        return ToolAnswer({"error": LIMIT_ERROR, "message": message}, False, refused=True)
