@@ -82,6 +82,17 @@ class NotRunning(Conflict):
     code = "not_running"
 
 
+class BudgetExceeded(DomainError):
+    """The caller's token budget for the period is spent: `resets_at` says when it is renewed,
+    `retry_after` in how many seconds."""
+
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, resets_at: str, retry_after: int) -> None:
+        super().__init__(message, resets_at=resets_at, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 class UpstreamTimeout(DomainError):
     """The model did not answer in time."""
 

@@ -6,14 +6,29 @@ Every field is documented in README.md under "Configuration".
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shelfwise import __version__
+
+
+class ModelPrice(BaseModel):
+    """US dollars per million tokens."""
+
+    prompt: Decimal = Field(ge=0)
+    completion: Decimal = Field(ge=0)
+
+
+# List prices (USD per million tokens) of the default models; a model not listed costs 0.
+DEFAULT_PRICES = {
+    "gpt-4.1-mini": ModelPrice(prompt=Decimal("0.40"), completion=Decimal("1.60")),
+    "gpt-4.1-nano": ModelPrice(prompt=Decimal("0.10"), completion=Decimal("0.40")),
+}
 
 
 class Settings(BaseSettings):
@@ -113,6 +128,19 @@ class Settings(BaseSettings):
     )
     turn_deadline_margin_seconds: float = Field(
         default=10.0, ge=0, description="On Lambda, how long before the invocation's end a turn ends"
+    )
+
+    # Budgets: tokens per user per UTC day, reserved before a turn calls the model. Unset: no limit.
+    budget_tokens_per_day: int | None = Field(
+        default=None, ge=1, description="Every user's daily token budget (unset: no limit)"
+    )
+    budget_tokens_per_day_by_group: dict[str, int] = Field(
+        default_factory=dict,
+        description='JSON {"group": tokens}: a Cognito group\'s budget (the largest wins)',
+    )
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description='JSON {"model": {"prompt": usd, "completion": usd}} per million tokens',
     )
 
     version: str = __version__

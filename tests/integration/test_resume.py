@@ -276,8 +276,12 @@ def test_the_deadline_ends_the_answer_and_frees_the_conversation(
 
 
 def test_a_finished_answer_replays_after_its_chunks_expired(
-    stack: tuple[TestClient, TestClient], user: dict[str, str], ddb: DynamoTarget
+    stack: tuple[TestClient, TestClient],
+    user: dict[str, str],
+    ddb: DynamoTarget,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(service, "CHUNK_TOKENS", 8)  # several chunks, even for a short answer
     first, other = stack
     conversation_id = conversation(first, user)
     with first.stream(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 PromptKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
@@ -15,6 +16,8 @@ Role = Literal["user", "assistant"]
 Status = Literal["streaming", "complete", "interrupted"]
 
 _STRICT = ConfigDict(extra="forbid")
+# US dollars, exact in storage (DynamoDB numbers), a JSON number on the wire.
+Usd = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
 
 class ConversationIn(BaseModel):
@@ -71,6 +74,7 @@ class Message(BaseModel):
     completion_tokens: int | None = None
     ttft_ms: int | None = None
     latency_ms: int | None = None
+    cost_usd: Usd | None = None  # an answer's cost by the model's price (settings.model_prices)
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     # Why an answer ended: stop, length (the model's), stopped (the user asked), deadline, upstream_error.
     finish_reason: str | None = None
@@ -90,3 +94,15 @@ class StreamRecord(BaseModel):
 class MessageIn(BaseModel):
     model_config = _STRICT
     content: Annotated[str, StringConstraints(min_length=1)]
+
+
+class Usage(BaseModel):
+    """GET /usage: a caller's spend this period."""
+
+    period: str
+    resets_at: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    limit_tokens: int | None
+    remaining_tokens: int | None

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -40,11 +41,13 @@ from shelfwise.chat.models import (
 )
 from shelfwise.chat.personas import PromptLibrary, library
 from shelfwise.chat.tools import TOOLS, InventoryTools
+from shelfwise.chat.usage import Budgets, Period, Reservation, cost_usd
 from shelfwise.errors import DomainError, InvalidInput, NotFound, NotRunning, UpstreamError
 from shelfwise.observability import logger, metrics
 from shelfwise.pagination import Page
 from shelfwise.settings import Settings
 from shelfwise.storage.conversations import ConversationRepository
+from shelfwise.storage.usage import UsageRepository
 
 
 def _ms(since: float) -> int:
@@ -73,6 +76,7 @@ class Turn:
     turn_id: str
     assistant_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     deadline: float = field(default_factory=lambda: time.monotonic() + 840)  # time.monotonic()
+    reservation: Reservation | None = None  # the tokens reserved against the caller's budget
     message: Message | None = None
     error: DomainError | None = None
     # what has been said so far
@@ -107,7 +111,9 @@ class Turn:
         try:
             self._publish(TurnEvent.start(**self._opening))
             ended_by = await self._generate_until_ended(live)
-            await self._write_pending()
+            if self._writing is not None:  # the streaming message goes first; the final one holds all
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._writing)
             await anyio.to_thread.run_sync(self._end, ended_by)
         finally:
             if not self._settled:  # cancelled (the process is ending): keep what was said
@@ -364,9 +370,35 @@ class Turn:
             if self.error is None:
                 self.error = failure
                 closing = [TurnEvent.error(failure.code, failure.message, retryable=True)]
+        self._settle_usage()
         for event in closing:
             assert self._live is not None
             self._live.publish(event)
+
+    def _settle_usage(self) -> None:
+        """Replace the turn's reservation with what it used (or record it, with no budget set)."""
+        usage = self._used()
+        reservation = self.reservation or Reservation(self.user_id, Period.of(clock.now()).name, 0)
+        try:
+            self.service.budgets.settle(
+                reservation, prompt=usage.prompt_tokens, completion=usage.completion_tokens, cost=self._cost()
+            )
+        except DomainError:
+            logger.exception("could not record a turn's usage")
+
+    def _used(self) -> Usage:
+        content = "".join(self.parts)
+        completion = self.usage.completion_tokens or (tokens.count_text(content) if content else 0)
+        return Usage(prompt_tokens=self.usage.prompt_tokens, completion_tokens=completion)
+
+    def _cost(self) -> Decimal:
+        used = self._used()
+        return cost_usd(
+            self.service.settings,
+            self.service.settings.main_model,
+            used.prompt_tokens,
+            used.completion_tokens,
+        )
 
     def _answer(self, status: str, finish_reason: str) -> Message:
         content = "".join(self.parts)
@@ -378,9 +410,10 @@ class Turn:
             status="complete" if status == "complete" else "interrupted",
             model=self.service.settings.main_model,
             prompt_tokens=self.usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens or (tokens.count_text(content) if content else 0),
+            completion_tokens=self._used().completion_tokens,
             ttft_ms=self.ttft_ms,
             latency_ms=_ms(self._started),
+            cost_usd=self._cost(),
             tool_calls=self.records,
             finish_reason=finish_reason,
             created_at=clock.now_iso(),
@@ -409,6 +442,7 @@ class ChatService:
         self.model = model
         self.tools = tools
         self._prompts = prompts
+        self.budgets = Budgets(settings, UsageRepository(repo.db))
 
     @property
     def prompts(self) -> PromptLibrary:
@@ -466,11 +500,19 @@ class ChatService:
 
     # -- turns --------------------------------------------------------------------------------------
     def begin_turn(
-        self, user_id: str, conversation_id: str, content: str, *, remaining_ms: int | None = None
+        self,
+        user_id: str,
+        conversation_id: str,
+        content: str,
+        *,
+        remaining_ms: int | None = None,
+        groups: frozenset[str] = frozenset(),
     ) -> Turn:
         """Everything that can refuse a turn happens here, before any byte of an answer: a missing
-        conversation (404), a message too long (400), another turn running (409). `remaining_ms`:
-        the Lambda invocation's time left, which bounds the turn's deadline."""
+        conversation (404), a message too long (400), another turn running (409), a spent budget
+        (429: the turn's tokens are reserved first, and released if the turn is refused after).
+        `remaining_ms`: the Lambda invocation's time left, which bounds the turn's deadline;
+        `groups`: the caller's, which set their budget."""
         if len(content) > self.settings.message_max_chars:
             raise InvalidInput(
                 f"the message is longer than {self.settings.message_max_chars} characters", field="content"
@@ -499,14 +541,24 @@ class ChatService:
         )
         turn_id = uuid.uuid4().hex
         assistant_id = uuid.uuid4().hex  # named with the lock: a refused second message is told it
-        self.repo.begin_turn(
-            user_id,
-            conversation,
-            user_message,
-            turn_id=turn_id,
-            lock_seconds=self.settings.turn_lock_seconds,
-            answer_id=assistant_id,
-        )
+        reservation = None
+        if self.budgets.limit_for(groups) is not None:  # no limit: usage is only recorded, after
+            reservation = self.budgets.reserve(
+                user_id, groups, prompt.tokens() + self.settings.chat_max_completion_tokens
+            )
+        try:
+            self.repo.begin_turn(
+                user_id,
+                conversation,
+                user_message,
+                turn_id=turn_id,
+                lock_seconds=self.settings.turn_lock_seconds,
+                answer_id=assistant_id,
+            )
+        except DomainError:
+            if reservation is not None:  # refused: nothing of the budget is spent
+                self.budgets.settle(reservation, prompt=0, completion=0, cost=Decimal(0))
+            raise
         return Turn(
             service=self,
             user_id=user_id,
@@ -517,6 +569,7 @@ class ChatService:
             turn_id=turn_id,
             assistant_id=assistant_id,
             deadline=self.deadline(remaining_ms),
+            reservation=reservation,
         )
 
     def deadline(self, remaining_ms: int | None) -> float:
@@ -587,12 +640,20 @@ class ChatService:
         return len(pending)
 
     async def answer(
-        self, user_id: str, conversation_id: str, content: str, *, remaining_ms: int | None = None
+        self,
+        user_id: str,
+        conversation_id: str,
+        content: str,
+        *,
+        remaining_ms: int | None = None,
+        groups: frozenset[str] = frozenset(),
     ) -> Message:
         """A whole turn for callers that want one JSON answer: its stored answer (or its error). The
         summary fold goes on after, in the turn's own task (`settle` waits for it)."""
         turn = await anyio.to_thread.run_sync(
-            partial(self.begin_turn, user_id, conversation_id, content, remaining_ms=remaining_ms)
+            partial(
+                self.begin_turn, user_id, conversation_id, content, remaining_ms=remaining_ms, groups=groups
+            )
         )
         live = self.start(turn)
         async for _ in live.follow():

@@ -11,6 +11,7 @@ Every attribute name and value goes through a placeholder (`#n0`, `:v0`), so res
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Self
 
 from shelfwise.storage.codec import to_attr
@@ -80,6 +81,7 @@ eq = _compare("=")
 ne = _compare("<>")
 lt = _compare("<")
 gt = _compare(">")
+le = _compare("<=")
 ge = _compare(">=")
 
 
@@ -96,7 +98,7 @@ class Update:
 
     def __init__(self) -> None:
         self._set: dict[str, Any] = {}
-        self._add: dict[str, int] = {}
+        self._add: dict[str, int | Decimal] = {}
         self._remove: list[str] = []
 
     def set(self, **values: Any) -> Self:
@@ -107,7 +109,7 @@ class Update:
                 self._set[attribute] = value
         return self
 
-    def add(self, **numbers: int) -> Self:
+    def add(self, **numbers: int | Decimal) -> Self:
         self._add.update(numbers)
         return self
 

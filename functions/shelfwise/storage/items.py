@@ -10,6 +10,7 @@
     conversation  USER#<uid>#CONV#<id> STATE                      ByActivity: USER#<uid> / <at>#<id>
     message       USER#<uid>#CONV#<id> MSG#<seq, 10 digits>
     chunk         USER#<uid>#CONV#<id> CHUNK#<seq>#<n, 5 digits>  (an answer's text while it streams; TTL)
+    usage         USER#<uid>           USAGE#<period>             (tokens and cost of a day; TTL)
 
 In a product's partition ADJUSTMENT#... < PRODUCT < VARIANT#...: `sk >= PRODUCT` reads the product and
 its variants, never its ever-growing history. In the Catalog index a product sorts just before its
@@ -380,3 +381,13 @@ class ChunkItem:
         """The chunks of answer `seq` after chunk `n`."""
         partition = ConversationItem.partition(user_id, conversation_id)
         return partition & between("sk", cls.sk(seq, n + 1), cls.sk(seq, 99_999))
+
+
+class UsageItem:
+    """A user's tokens and cost in one budget period (a day)."""
+
+    TYPE = "usage"
+
+    @staticmethod
+    def key(user_id: str, period: str) -> Key:
+        return {"pk": f"USER#{user_id}", "sk": f"USAGE#{period}"}

@@ -22,6 +22,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.InsufficientStock: 409,
     errors.StorageUnavailable: 503,
     errors.UpstreamRateLimited: 429,
+    errors.BudgetExceeded: 429,
     errors.UpstreamError: 502,
     errors.UpstreamTimeout: 504,
     errors.StorageError: 500,
@@ -49,7 +50,7 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = "1"
-    if isinstance(exc, errors.UpstreamRateLimited | errors.TurnInProgress):
+    if isinstance(exc, errors.UpstreamRateLimited | errors.TurnInProgress | errors.BudgetExceeded):
         headers["Retry-After"] = str(exc.retry_after or 1)
     if status >= 500:
         logger.error("request failed", extra={"code": exc.code, "details": exc.details})

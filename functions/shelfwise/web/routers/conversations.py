@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.responses import StreamingResponse
 
-from shelfwise.chat.models import Conversation, ConversationIn, ConversationPatch, Message, MessageIn
+from shelfwise.chat.models import Conversation, ConversationIn, ConversationPatch, Message, MessageIn, Usage
 from shelfwise.errors import InvalidInput
 from shelfwise.pagination import Page
 from shelfwise.web.deps import CallerDep, ChatDep
@@ -27,6 +27,13 @@ def list_prompts(chat: ChatDep, _: CallerDep) -> dict[str, object]:
         "default": library.default,
         "items": [{"key": p.key, "description": p.description} for p in library.personas.values()],
     }
+
+
+@router.get("/usage")
+def get_usage(chat: ChatDep, caller: CallerDep) -> Usage:
+    """The caller's tokens and cost this period (a UTC day) and what is left of their budget
+    (`limit_tokens` and `remaining_tokens` are null when there is no limit)."""
+    return Usage(**chat.budgets.usage(caller.user_id, caller.groups))
 
 
 @router.post("/conversations", status_code=status.HTTP_201_CREATED)
@@ -89,9 +96,18 @@ async def post_message(
     leaves can resume it (`GET .../messages/{message_id}/events`) or stop it (`POST .../stop`)."""
     remaining_ms = _remaining_ms(request)
     if _wants_json(accept):
-        return await chat.answer(caller.user_id, conversation_id, body.content, remaining_ms=remaining_ms)
+        return await chat.answer(
+            caller.user_id, conversation_id, body.content, remaining_ms=remaining_ms, groups=caller.groups
+        )
     turn = await anyio.to_thread.run_sync(
-        partial(chat.begin_turn, caller.user_id, conversation_id, body.content, remaining_ms=remaining_ms)
+        partial(
+            chat.begin_turn,
+            caller.user_id,
+            conversation_id,
+            body.content,
+            remaining_ms=remaining_ms,
+            groups=caller.groups,
+        )
     )
     return await stream_turn(chat, turn)
 
