@@ -9,10 +9,10 @@ storage patches botocore itself when it first builds a client (`trace_botocore()
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.lambda_context import LambdaContextModel
@@ -59,6 +59,21 @@ def tracer() -> Tracer:
     from aws_lambda_powertools import Tracer
 
     return Tracer(service=SERVICE, auto_patch=False)
+
+
+def trace_handler[H: Callable[..., Any]](handler: H) -> H:
+    """`handler` in an X-Ray subsegment of its own ("## <name>"), keeping neither its response nor
+    its exception as metadata (Powertools keeps both by default). A trace stays in X-Ray for 30 days,
+    readable by whoever may read traces and untouched by DELETE /conversations/{id}: a response holds
+    messages, titles and summaries (and one over the segment limit loses the whole trace), an
+    exception what it was raised with. Failures are for the logs. Every traced entry point goes
+    through here; nothing of ours writes metadata.
+
+    An exception that escapes still leaves its type and message in the subsegment (the X-Ray SDK's
+    own `cause`): none that could quote a user escapes a handler (Mangum answers the app's with a
+    500, the streaming loop keeps them in its outcome, the batch processor reports records)."""
+    traced = tracer().capture_lambda_handler(handler, capture_response=False, capture_error=False)
+    return cast(H, traced)
 
 
 @cache

@@ -275,7 +275,8 @@ class TitleService:
                 failure = "empty_answer" if not text.strip() else "unusable_answer"
                 logger.warning(
                     "title model answered nothing usable",
-                    extra={"conversation_id": state.conversation_id, "answer": text[:200]},
+                    # its length only: the answer is about the user's words, often quotes them
+                    extra={"conversation_id": state.conversation_id, "answer_chars": len(text)},
                 )
         except TimeoutError:
             failure = "timeout"

@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from shelfwise.observability import count_request, logger, metrics, tracer
+from shelfwise.observability import count_request, logger, metrics, trace_handler
 from shelfwise.web.app import create_app
 
 Handler = Any
@@ -28,7 +28,7 @@ def _handler() -> Handler:
         response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]  # same object, two protocols
         return response
 
-    return tracer().capture_lambda_handler(mangum)
+    return trace_handler(mangum)  # not its response: that is what the user reads (GET .../messages)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -100,9 +100,9 @@ class StreamFunction:
         first invocation: the Tracer costs ~185 ms to create)."""
         from aws_lambda_powertools.logging import correlation_paths
 
-        from shelfwise.observability import logger, metrics, tracer
+        from shelfwise.observability import logger, metrics, trace_handler
 
-        traced = tracer().capture_lambda_handler(self.stream_invocation)
+        traced = trace_handler(self.stream_invocation)
         measured = metrics.log_metrics(capture_cold_start_metric=True)(traced)
         logged: Callable[[Any, LambdaContext], None] = logger.inject_lambda_context(
             measured, correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True

@@ -1,6 +1,6 @@
 """What every consumer of the table's stream shares: Powertools' BatchProcessor with partial batch
 responses (`ReportBatchItemFailures` in template.yaml), Logger with the invocation's context, EMF
-metrics, and a Tracer created on the first invocation that keeps no response in X-Ray.
+metrics, and a Tracer created on the first invocation that keeps neither response nor error in X-Ray.
 
     lambda_handler = stream_handler(services, handle, failures_metric="TitleRecordsFailed")
 
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shelfwise.observability import logger, metrics, tracer
+from shelfwise.observability import logger, metrics, trace_handler
 
 if TYPE_CHECKING:
     from shelfwise.services import Services
@@ -60,7 +60,7 @@ def stream_handler(
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if not traced:  # the Tracer costs ~185 ms to import: only on the first invocation
-            traced.append(tracer().capture_lambda_handler(body, capture_response=False))
+            traced.append(trace_handler(body))
         return traced[0](event, context)
 
     decorated: Handler = handler
