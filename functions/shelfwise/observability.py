@@ -82,6 +82,23 @@ def trace_botocore() -> None:
     tracer().patch(["botocore"])
 
 
+def emit(name: str, unit: str, value: float, **dimensions: str) -> None:
+    """A metric with dimensions of its own, on an EMF line of its own (the invocation's metrics
+    share the `service` dimension only). Dimensions must be bounded: a model, a reason, a tool, an
+    outcome - never a user or a conversation (each value is a metric CloudWatch bills)."""
+    from aws_lambda_powertools.metrics import single_metric
+
+    with single_metric(
+        name=name,
+        unit=unit,  # type: ignore[arg-type]
+        value=value,
+        namespace=metrics.namespace,
+        default_dimensions={"service": SERVICE},
+    ) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
+
+
 def count_request(status: int, *, failed: bool = False) -> None:
     """The request metrics both HTTP entry points emit: ApiRequests, ApiClientErrors (4xx),
     ApiServerErrors (5xx, or a stream that broke after its first byte)."""

@@ -141,10 +141,16 @@ def test_the_first_exchange_names_the_conversation(stack: Stack, capsys: pytest.
     item = stack.item(conversation_id)
     assert item is not None
     assert item["title_generated_by"] == settings.utility_model
-    metrics = emf_metrics(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    metrics = emf_metrics(out)
     assert metrics["TitlesGenerated"] == 1
     assert metrics["TitleModelLatency"] > 0
     assert "TitlesFailed" not in metrics
+    outcomes = [
+        (blob["outcome"], blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
+        for blob in (json.loads(line) for line in out.splitlines() if '"TitleOutcomes"' in line)
+    ]
+    assert outcomes == [("generated", [["service", "outcome"]])]
 
 
 def test_a_failing_model_on_one_record_leaves_the_others_alone(

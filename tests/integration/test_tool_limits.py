@@ -20,6 +20,7 @@ from typing import Any, cast
 import anyio
 import pytest
 
+from shelfwise.chat import service
 from shelfwise.chat.events import TurnEvent
 from shelfwise.chat.llm import RoundEnd, StreamEvent, TextDelta, ToolCall, Usage
 from shelfwise.chat.models import ConversationIn
@@ -154,15 +155,21 @@ def two_hundred_calls() -> list[Calls]:
 
 @pytest.fixture
 def add_metric(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the metrics added (the process's one Metrics)."""
+    """The names of the metrics added (the process's one Metrics, and those with dimensions of their
+    own, which chat.service emits through observability.emit)."""
     added: list[str] = []
-    real = metrics.add_metric
+    real, real_emit = metrics.add_metric, service.emit
 
     def record(*, name: str, **kwargs: Any) -> None:
         added.append(name)
         real(name=name, **kwargs)
 
+    def record_emit(name: str, unit: str, value: float, **dimensions: str) -> None:
+        added.append(name)
+        real_emit(name, unit, value, **dimensions)
+
     monkeypatch.setattr(metrics, "add_metric", record)
+    monkeypatch.setattr(service, "emit", record_emit)
     return added
 
 

@@ -40,10 +40,10 @@ from shelfwise.chat.models import (
     ToolCallRecord,
 )
 from shelfwise.chat.personas import PromptLibrary, library
-from shelfwise.chat.tools import TOOLS, InventoryTools
+from shelfwise.chat.tools import TOOL_NAMES, TOOLS, InventoryTools
 from shelfwise.chat.usage import Budgets, Period, Reservation, cost_usd
 from shelfwise.errors import DomainError, InvalidInput, NotFound, NotRunning, UpstreamError
-from shelfwise.observability import logger, metrics
+from shelfwise.observability import emit, logger, metrics
 from shelfwise.pagination import Page
 from shelfwise.settings import Settings
 from shelfwise.storage.conversations import ConversationRepository
@@ -235,9 +235,10 @@ class Turn:
                     )
                 )
                 self.tool_offsets.append(sum(map(len, self.parts)))
-                metrics.add_metric(
-                    name="ToolCallsRefused" if answer.refused else "ToolCalls", unit="Count", value=1
-                )
+                if answer.refused:
+                    metrics.add_metric(name="ToolCallsRefused", unit="Count", value=1)
+                else:
+                    emit("ToolCalls", "Count", 1, tool=call.name if call.name in TOOL_NAMES else "unknown")
                 self._publish(TurnEvent.tool(call.name, "done" if ok else "error"))
                 self.prompt.extra.append(
                     {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)}
@@ -338,9 +339,11 @@ class Turn:
         if ended_by == "deadline":
             metrics.add_metric(name="TurnDeadlines", unit="Count", value=1)
             logger.warning("turn reached its deadline", extra={"conversation_id": self.conversation.id})
-        metrics.add_metric(
-            name="TurnsCompleted" if status == "complete" else "TurnsInterrupted", unit="Count", value=1
-        )
+        if status == "complete":
+            metrics.add_metric(name="TurnsCompleted", unit="Count", value=1)
+        else:
+            emit("TurnsInterrupted", "Count", 1, reason=reason)
+        metrics.add_metric(name="TurnLatency", unit="Milliseconds", value=_ms(self._started))
         try:
             if said or status == "complete":
                 answer = self._answer(status, reason)
@@ -376,8 +379,13 @@ class Turn:
             self._live.publish(event)
 
     def _settle_usage(self) -> None:
-        """Replace the turn's reservation with what it used (or record it, with no budget set)."""
+        """Replace the turn's reservation with what it used (or record it, with no budget set), and
+        count the tokens and the cost by model."""
         usage = self._used()
+        model = self.service.settings.main_model
+        emit("PromptTokens", "Count", usage.prompt_tokens, model=model)
+        emit("CompletionTokens", "Count", usage.completion_tokens, model=model)
+        emit("CostUSD", "None", float(self._cost()), model=model)
         reservation = self.reservation or Reservation(self.user_id, Period.of(clock.now()).name, 0)
         try:
             self.service.budgets.settle(

@@ -32,7 +32,7 @@ from shelfwise import clock
 from shelfwise.chat.llm import ChatModel
 from shelfwise.chat.personas import PromptLibrary, library
 from shelfwise.errors import Conflict, NotFound
-from shelfwise.observability import logger, metrics
+from shelfwise.observability import emit, logger, metrics
 from shelfwise.settings import Settings
 from shelfwise.storage.titles import ConversationRef, TitleRepository, TitleState
 
@@ -239,9 +239,11 @@ class TitleService:
             logger.warning("title model failed; fallback title written", extra={**extra, "reason": failure})
             return TitleResult("fallback", failure, title)
         metrics.add_metric(name="TitlesGenerated", unit="Count", value=1)
+            emit("TitleOutcomes", "Count", 1, outcome="fallback")
         logger.info("title generated", extra=extra)
         return TitleResult("generated", "refresh" if state.title_requested else "first", title)
 
+        emit("TitleOutcomes", "Count", 1, outcome="generated")
     @staticmethod
     def _skip_reason(state: TitleState | None) -> str | None:
         if state is None or state.deleting:
@@ -260,6 +262,7 @@ class TitleService:
         logger.info("title skipped", extra={"conversation_id": ref.conversation_id, "reason": reason})
         return TitleResult("skipped", reason)
 
+        emit("TitleOutcomes", "Count", 1, outcome="skipped")
     def _generate(self, state: TitleState, budget_seconds: float | None) -> tuple[str, str, str | None]:
         """(title, generated_by, failure reason or None). Never raises for the model's sake."""
         assert state.first_user is not None
