@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import faulthandler
 import itertools
-import json
 import math
 import os
 import statistics
@@ -55,6 +54,7 @@ from shelfwise.settings import Settings
 from shelfwise.storage.conversations import ConversationRepository
 from shelfwise.storage.dynamo import Dynamo, dynamodb_client
 from tests.fixtures.local_stack import LocalStack
+from tests.fixtures.sse import sse_blocks
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -384,18 +384,6 @@ async def _timed(chat: ChatService, model: PacedModel, turns: int) -> dict[bool,
 
 
 # -- resume through the stack ------------------------------------------------------------------------------
-def _sse_events(lines: Iterator[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    fields: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if "event" in fields:
-                yield int(fields["id"]), fields["event"], json.loads(fields["data"])
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            fields[name] = value
-
-
 def _resume(stack: LocalStack, count: int) -> dict[str, Any]:
     headers = stack.headers
     with httpx.Client(base_url=stack.url, timeout=60) as http:
@@ -409,7 +397,7 @@ def _resume(stack: LocalStack, count: int) -> dict[str, Any]:
             headers=headers,
         ) as response:
             response.raise_for_status()
-            said = list(_sse_events(response.iter_lines()))
+            said = list(sse_blocks(response.iter_lines()))
         start = next(data for _, name, data in said if name == "start")
         message_id = start["assistant_message_id"]
         deltas = [event_id for event_id, name, _ in said if name == "delta"]
@@ -431,7 +419,7 @@ def _resume(stack: LocalStack, count: int) -> dict[str, Any]:
                 "GET", f"{message_url}/events", headers={**headers, "Last-Event-ID": str(after)}
             ) as response:
                 response.raise_for_status()
-                events = _sse_events(response.iter_lines())
+                events = sse_blocks(response.iter_lines())
                 first = next(events)
                 elapsed = time.perf_counter() - started
                 for _ in events:  # the rest (a finished answer's stream ends): the connection is reused

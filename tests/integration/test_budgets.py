@@ -19,6 +19,7 @@ from shelfwise.services import Services
 from shelfwise.storage.dynamo import Dynamo, dynamodb_client
 from shelfwise.web.app import create_app
 from tests.fixtures.app import chat_settings, make_services, make_settings
+from tests.fixtures.app import new_conversation as conversation
 from tests.fixtures.dynamodb import DynamoTarget, unique_table_name
 
 JSON = {"Accept": "application/json"}
@@ -37,13 +38,6 @@ def tight(ddb: DynamoTarget, model: Any) -> Iterator[TestClient]:
         ddb, model, budget_tokens_per_day=1, budget_tokens_per_day_by_group={"inventory-admins": 1_000_000}
     ) as client:
         yield client
-
-
-def conversation(client: TestClient, headers: dict[str, str]) -> str:
-    response = client.post("/conversations", json={}, headers=headers)
-    assert response.status_code == 201
-    conversation_id: str = response.json()["id"]
-    return conversation_id
 
 
 def test_a_user_over_budget_is_refused_before_the_model_and_nothing_is_stored(

@@ -9,7 +9,6 @@ invocation would.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,24 +20,13 @@ from fastapi.testclient import TestClient
 from shelfwise.chat import service
 from shelfwise.web.app import create_app
 from tests.fixtures.app import chat_settings, make_services
+from tests.fixtures.app import new_conversation as conversation
 from tests.fixtures.dynamodb import DynamoTarget
+from tests.fixtures.sse import sse_blocks
 
 STORY = "tell me a story"
 # The offline model says the question back: a long one makes an answer of a few hundred deltas.
 LONG = "tell me a long story about " + " and ".join(f"shelf {n}" for n in range(60))
-
-
-def sse_blocks(lines: Iterator[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """(id, event, data) of each SSE event as the lines arrive (pings skipped)."""
-    fields: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if "event" in fields:
-                yield int(fields["id"]), fields["event"], json.loads(fields["data"])
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            fields[name] = value
 
 
 def whole(client: TestClient, url: str, headers: dict[str, str]) -> list[tuple[int, str, dict[str, Any]]]:
@@ -91,13 +79,6 @@ def start_and_leave(
             if sum(name == "delta" for _, name, _ in seen) == deltas:
                 break
     return seen
-
-
-def conversation(client: TestClient, headers: dict[str, str]) -> str:
-    response = client.post("/conversations", json={}, headers=headers)
-    assert response.status_code == 201
-    conversation_id: str = response.json()["id"]
-    return conversation_id
 
 
 def answer_of(

@@ -20,6 +20,7 @@ from typing import Any, cast
 import anyio
 import pytest
 
+from shelfwise import observability
 from shelfwise.chat import service
 from shelfwise.chat.events import TurnEvent
 from shelfwise.chat.llm import RoundEnd, StreamEvent, TextDelta, ToolCall, Usage
@@ -158,7 +159,7 @@ def add_metric(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the metrics added (the process's one Metrics, and those with dimensions of their
     own, which chat.service emits through observability.emit)."""
     added: list[str] = []
-    real, real_emit = metrics.add_metric, service.emit
+    real, real_emit = metrics.add_metric, observability.emit
 
     def record(*, name: str, **kwargs: Any) -> None:
         added.append(name)
