@@ -11,8 +11,9 @@ what happens follows from the conversation as it is now (consistent read):
 - already titled, nothing pending  -> skipped: a repeated or stale delivery does nothing.
 
 The title comes from the utility model (at most six words, the user's language), is cleaned and
-checked here, and falls back to the user's own first words when the model fails or answers junk:
-the conversation always ends up named, and nothing of it ever reaches the user as an error.
+checked here, and falls back to the user's own first words when the model fails or answers junk,
+or when the time left for it is too short to ask (under MIN_MODEL_SECONDS): the conversation always
+ends up named, and nothing of it ever reaches the user as an error.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ MAX_WORDS = 6
 MAX_CHARS = 60  # also bounds titles in scripts written without spaces
 FALLBACK_TITLE = "New conversation"
 EXCERPT_CHARS = 2000  # of each message sent to the model: a title needs the gist, not the whole text
-MIN_MODEL_SECONDS = 1.0
+MIN_MODEL_SECONDS = 1.0  # a shorter budget is not worth a model call: the fallback title at once
 
 Outcome = Literal["generated", "fallback", "skipped"]
 
@@ -218,7 +219,9 @@ class TitleService:
     # -- TitleFunction's side -----------------------------------------------------------------------
     def process(self, ref: ConversationRef, *, budget_seconds: float | None = None) -> TitleResult:
         """Bring one conversation's title up to date. Storage errors propagate (the record is then
-        retried by Lambda); nothing about the model does. `budget_seconds` bounds the model call."""
+        retried by Lambda); nothing about the model does. `budget_seconds` bounds the model call;
+        under MIN_MODEL_SECONDS the model is not asked and the fallback title is written now (reason
+        "no_time"): a conversation named by its first words beats one retried for a better name."""
         state = self.repo.read(ref)
         skip = self._skip_reason(state)
         if skip is not None:
@@ -266,6 +269,8 @@ class TitleService:
     def _generate(self, state: TitleState, budget_seconds: float | None) -> tuple[str, str, str | None]:
         """(title, generated_by, failure reason or None). Never raises for the model's sake."""
         assert state.first_user is not None
+        if budget_seconds is not None and budget_seconds < MIN_MODEL_SECONDS:
+            return fallback_title(state.first_user), "fallback", "no_time"
         messages = title_request(self.prompts.task("title"), state.first_user, state.first_answer)
         model = self.settings.utility_model
         started = time.perf_counter()
@@ -293,8 +298,7 @@ class TitleService:
         return fallback_title(state.first_user), "fallback", failure
 
     async def _complete(self, messages: list[dict[str, str]], budget_seconds: float | None) -> str:
-        budget = None if budget_seconds is None else max(MIN_MODEL_SECONDS, budget_seconds)
-        async with asyncio.timeout(budget):
+        async with asyncio.timeout(budget_seconds):
             text, _ = await self.model.complete(
                 model=self.settings.utility_model,
                 messages=messages,
