@@ -239,14 +239,14 @@ class TitleService:
         extra = {"conversation_id": ref.conversation_id, "title_by": generated_by}
         if failure is not None:
             metrics.add_metric(name="TitlesFailed", unit="Count", value=1)
+            emit("TitleOutcomes", "Count", 1, outcome="fallback")
             logger.warning("title model failed; fallback title written", extra={**extra, "reason": failure})
             return TitleResult("fallback", failure, title)
         metrics.add_metric(name="TitlesGenerated", unit="Count", value=1)
-            emit("TitleOutcomes", "Count", 1, outcome="fallback")
+        emit("TitleOutcomes", "Count", 1, outcome="generated")
         logger.info("title generated", extra=extra)
         return TitleResult("generated", "refresh" if state.title_requested else "first", title)
 
-        emit("TitleOutcomes", "Count", 1, outcome="generated")
     @staticmethod
     def _skip_reason(state: TitleState | None) -> str | None:
         if state is None or state.deleting:
@@ -262,10 +262,10 @@ class TitleService:
     @staticmethod
     def _skipped(ref: ConversationRef, reason: str) -> TitleResult:
         metrics.add_metric(name="TitlesSkipped", unit="Count", value=1)
+        emit("TitleOutcomes", "Count", 1, outcome="skipped")
         logger.info("title skipped", extra={"conversation_id": ref.conversation_id, "reason": reason})
         return TitleResult("skipped", reason)
 
-        emit("TitleOutcomes", "Count", 1, outcome="skipped")
     def _generate(self, state: TitleState, budget_seconds: float | None) -> tuple[str, str, str | None]:
         """(title, generated_by, failure reason or None). Never raises for the model's sake."""
         assert state.first_user is not None
