@@ -74,12 +74,15 @@ DEV_ONLY = {
     "types-pyyaml",
 }
 # Routes API Gateway lets through without a token. Anything added here is a deliberate decision.
-# No token: the health check, and the API docs a browser opens (page, its assets, the spec).
+# No token: the health check, the API docs a browser opens (page, its assets, the spec) and the chat
+# page with its assets (what the page calls sends the token).
 PUBLIC_ROUTES = {
     ("/health", "get"),
     ("/docs", "get"),
     ("/docs/assets/{name}", "get"),
     ("/openapi.json", "get"),
+    ("/", "get"),
+    ("/app/assets/{name}", "get"),
 }
 LAYER_BUDGET_BYTES = 150 * 1024 * 1024  # Lambda allows 250 MB unzipped for function + layers
 EM_AARCH64 = 183
@@ -621,6 +624,8 @@ def test_translated_api_routes_are_buffered_lambda_proxies(translated: Template)
                 "/GET/docs",
                 "/GET/docs/assets/*",
                 "/GET/openapi.json",
+                "/GET/",
+                "/GET/app/assets/*",
                 # the resources the streaming route creates, every method routed explicitly
                 "/*/conversations",
                 "/*/conversations/*",
@@ -988,6 +993,8 @@ def _route(paths: dict[str, Any], request_path: str) -> str | None:
     for path in list(resources):  # API Gateway creates a resource for every prefix
         parts = path.strip("/").split("/")
         resources |= {"/" + "/".join(parts[:i]) for i in range(1, len(parts))}
+    if not request_path.strip("/"):  # the root resource: a greedy {proxy+} needs a segment
+        return "/" if "/" in paths else None
     current = ""
     segments = request_path.strip("/").split("/")
     for index, segment in enumerate(segments):

@@ -8,7 +8,7 @@ from shelfwise import __version__
 from shelfwise.identity import refuse_local_auth_on_lambda
 from shelfwise.services import Services
 from shelfwise.settings import Settings, get_settings
-from shelfwise.web import docs, errors
+from shelfwise.web import docs, errors, page
 from shelfwise.web.routers import conversations, health, inventory, titles
 
 
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services or Services(settings)
     errors.install(app)
     docs.install(app)
+    page.install(app, settings)  # the chat page at / (and POST /local/sign-in with local auth)
     app.include_router(health.router)
     app.include_router(inventory.router)
     app.include_router(conversations.router)

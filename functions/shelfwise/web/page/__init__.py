@@ -1,0 +1,99 @@
+"""The chat page at GET /, served entirely by the app: its assets come from this package (no CDN, no
+build step), so it works on a machine with no internet. The page needs no token; everything it calls
+is the API with the caller's token.
+
+Every URL on the page is relative to it, so it also works under API Gateway's stage prefix
+(https://.../Prod/). With SHELFWISE_AUTH_MODE=local the app also offers POST /local/sign-in, which
+mints a dev token for the page's "Sign in (local)" button; the route does not exist otherwise (a 404),
+and local auth never runs on Lambda itself (identity.refuse_local_auth_on_lambda).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from shelfwise.errors import InvalidInput, NotFound
+from shelfwise.identity import issue_dev_token
+from shelfwise.settings import Settings
+
+PAGE_PATH = "/"
+ASSETS_PATH = "/app/assets"
+SIGN_IN_PATH = "/local/sign-in"
+ASSETS = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+# The assets change with a deploy: revalidate rather than trust a stale copy.
+CACHE_CONTROL = "no-cache"
+_HERE = Path(__file__).resolve().parent
+
+
+def security_headers() -> dict[str, str]:
+    """For the page and its assets: scripts and styles only from the app itself, no inline script,
+    no framing, no referrer sent along."""
+    csp = "; ".join(
+        (
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+@cache
+def _page(auth_mode: str) -> str:
+    return (_HERE / "index.html").read_text(encoding="utf-8").replace("{{AUTH_MODE}}", auth_mode)
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    user: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    admin: bool = False
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the page, its assets and (local auth only) the sign-in route."""
+
+    @app.get(PAGE_PATH, include_in_schema=False)
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse(
+            _page(settings.auth_mode), headers={**security_headers(), "Cache-Control": CACHE_CONTROL}
+        )
+
+    @app.get(f"{ASSETS_PATH}/{{name}}", include_in_schema=False)
+    async def chat_page_asset(name: str) -> FileResponse:
+        if name not in ASSETS:
+            raise NotFound(f"no page asset {name!r}")
+        return FileResponse(
+            _HERE / name,
+            media_type=ASSETS[name],
+            headers={**security_headers(), "Cache-Control": CACHE_CONTROL},
+        )
+
+    if settings.auth_mode != "local":
+        return
+
+    @app.post(SIGN_IN_PATH, include_in_schema=False)
+    def local_sign_in(body: SignIn) -> dict[str, str]:
+        """A dev token for `user` (an admin when asked): local auth only, never on Lambda."""
+        try:
+            token = issue_dev_token(settings, body.user, admin=body.admin)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="user") from exc
+        return {"token": token}

@@ -1,0 +1,499 @@
+// The shelfwise chat page: vanilla JS, no build step. Every URL is relative to the page (so it works
+// under a stage prefix). Text from the model is only ever set with textContent: never parsed as HTML.
+"use strict";
+
+(() => {
+  const store = window.sessionStorage;
+  const KEY_TOKEN = "shelfwise.token";
+  const KEY_USER = "shelfwise.user";
+  const KEY_OPEN = "shelfwise.conversation";
+  const KEY_PENDING = "shelfwise.pending"; // {conversation_id, message_id, last_id, text}
+  const $ = (id) => document.getElementById(id);
+
+  let token = store.getItem(KEY_TOKEN);
+  let current = null; // the open conversation's id
+  let running = null; // {conversation_id, message_id, controller, stopped}
+  let pollTimer = null;
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      const err = (body && body.error) || {};
+      super(err.message || `The server answered ${status}.`);
+      this.status = status;
+      this.code = err.code || "";
+      this.details = Object.assign({}, err, err.details || {});
+    }
+  }
+
+  const url = (path) => new URL(path, document.baseURI);
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(url(path), {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => null);
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (name === "text") node.textContent = value;
+      else if (name === "class") node.className = value;
+      else node.setAttribute(name, value);
+    }
+    for (const child of children) if (child) node.append(child);
+    return node;
+  }
+
+  // -- errors a person understands -------------------------------------------------------------------
+  function explain(error) {
+    if (!(error instanceof ApiError)) return "The server could not be reached. Check the connection and try again.";
+    const d = error.details;
+    switch (error.code) {
+      case "budget_exceeded":
+        return `You have used today's budget. It resets at ${new Date(d.resets_at).toLocaleString()}.`;
+      case "rate_limited":
+        return `Too many requests just now. Try again${d.retry_after ? ` in ${d.retry_after} s` : " shortly"}.`;
+      case "turn_in_progress":
+        return "An answer in this conversation is still being written.";
+      case "upstream_timeout":
+      case "upstream_error":
+        return "The assistant's model did not answer properly. Try again in a moment.";
+      case "unauthenticated":
+        return "Your sign-in has expired. Sign in again.";
+      default:
+        if (error.status === 502 || error.status === 504) {
+          return "The assistant's model did not answer properly. Try again in a moment.";
+        }
+        return error.message;
+    }
+  }
+
+  function showError(error, action) {
+    const box = $("error");
+    box.replaceChildren(el("span", { text: typeof error === "string" ? error : explain(error) }));
+    if (action) box.append(" ", action);
+    box.append(" ", el("button", { type: "button", class: "dismiss", text: "Dismiss" }));
+    box.lastChild.addEventListener("click", clearError);
+    box.hidden = false;
+    if (error instanceof ApiError && error.code === "unauthenticated") signOut();
+  }
+
+  function clearError() {
+    $("error").hidden = true;
+    $("error").replaceChildren();
+  }
+
+  // -- signing in ------------------------------------------------------------------------------------
+  function showSignedIn() {
+    const signedIn = Boolean(token);
+    $("sign-in").hidden = signedIn;
+    $("app").hidden = !signedIn;
+    $("sign-out").hidden = !signedIn;
+    $("who").hidden = !signedIn;
+    $("who").textContent = signedIn ? `Signed in as ${store.getItem(KEY_USER) || "you"}` : "";
+    const local = document.body.dataset.authMode === "local";
+    $("local-sign-in").hidden = !local;
+    $("no-sign-in").hidden = local;
+  }
+
+  async function signInLocal(event) {
+    event.preventDefault();
+    clearError();
+    const user = $("sign-in-user").value.trim();
+    try {
+      const data = await api("POST", "local/sign-in", { user, admin: $("sign-in-admin").checked });
+      token = data.token;
+      store.setItem(KEY_TOKEN, token);
+      store.setItem(KEY_USER, user);
+      await start();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function signOut() {
+    token = null;
+    current = null;
+    for (const key of [KEY_TOKEN, KEY_USER, KEY_OPEN, KEY_PENDING]) store.removeItem(key);
+    clearInterval(pollTimer);
+    $("conversations").replaceChildren();
+    $("log").replaceChildren();
+    showSignedIn();
+  }
+
+  // -- conversations ---------------------------------------------------------------------------------
+  async function loadPersonas() {
+    const data = await api("GET", "prompts");
+    const select = $("persona");
+    select.replaceChildren(
+      ...data.items.map((p) => {
+        const option = el("option", { value: p.key, text: p.description ? `${p.key} – ${p.description}` : p.key });
+        if (p.key === data.default) option.selected = true;
+        return option;
+      }),
+    );
+  }
+
+  async function loadConversations() {
+    const data = await api("GET", "conversations?limit=50");
+    const items = [...data.items].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    const list = $("conversations");
+    list.replaceChildren(
+      ...items.map((c) => {
+        const title = c.title || "New conversation";
+        const open = el("button", { type: "button", class: "open", text: title });
+        if (c.id === current) open.setAttribute("aria-current", "page");
+        open.addEventListener("click", () => openConversation(c.id));
+        const rename = el("button", { type: "button", class: "small", "aria-label": `Rename ${title}`, text: "Rename" });
+        rename.addEventListener("click", () => renameConversation(c));
+        const remove = el("button", { type: "button", class: "small", "aria-label": `Delete ${title}`, text: "Delete" });
+        remove.addEventListener("click", () => deleteConversation(c));
+        return el("li", { "data-id": c.id }, open, rename, remove);
+      }),
+    );
+    const open = items.find((c) => c.id === current);
+    if (open) $("chat-title").textContent = open.title || "New conversation";
+    return items;
+  }
+
+  function poll() {
+    clearInterval(pollTimer);
+    pollTimer = setInterval(() => {
+      if (token) loadConversations().catch(() => {});
+    }, 2000);
+  }
+
+  async function newChat() {
+    clearError();
+    try {
+      const conversation = await api("POST", "conversations", { prompt_key: $("persona").value || undefined });
+      await openConversation(conversation.id);
+      await loadConversations();
+      $("message").focus();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  async function renameConversation(c) {
+    const title = window.prompt("New title", c.title || "");
+    if (title === null || !title.trim()) return;
+    try {
+      await api("PATCH", `conversations/${encodeURIComponent(c.id)}`, { title: title.trim() });
+      await loadConversations();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  async function deleteConversation(c) {
+    if (!window.confirm(`Delete "${c.title || "New conversation"}"? This cannot be undone.`)) return;
+    try {
+      await api("DELETE", `conversations/${encodeURIComponent(c.id)}`);
+      if (c.id === current) {
+        current = null;
+        store.removeItem(KEY_OPEN);
+        $("log").replaceChildren();
+        $("chat-title").textContent = "No conversation open";
+        enableAsk(false);
+      }
+      await loadConversations();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function enableAsk(on) {
+    $("message").disabled = !on;
+    $("send").disabled = !on || Boolean(running);
+  }
+
+  async function openConversation(id) {
+    clearError();
+    current = id;
+    store.setItem(KEY_OPEN, id);
+    $("log").replaceChildren();
+    enableAsk(true);
+    const data = await api("GET", `conversations/${encodeURIComponent(id)}/messages?limit=50`);
+    const messages = [...data.items].sort((a, b) => a.seq - b.seq);
+    const pending = readPending();
+    for (const m of messages) {
+      if (pending && m.id === pending.message_id) continue; // the resume renders it
+      const view = addMessage(m.role, m.content, m.id);
+      if (m.role === "assistant") fillDetails(view, m);
+    }
+    for (const li of $("conversations").children) {
+      const button = li.querySelector(".open");
+      if (li.dataset.id === id) button.setAttribute("aria-current", "page");
+      else button.removeAttribute("aria-current");
+    }
+  }
+
+  // -- messages --------------------------------------------------------------------------------------
+  function addMessage(role, text, id) {
+    const body = el("div", { class: "text", text: text || "" });
+    const tools = el("div", { class: "tools" });
+    const article = el("article", { class: `msg ${role}` }, el("h3", { class: "visually-hidden", text: role === "user" ? "You" : "Assistant" }), tools, body);
+    if (id) article.dataset.messageId = id;
+    $("log").append(article);
+    article.scrollIntoView({ block: "end" });
+    return { article, body, tools };
+  }
+
+  function fillDetails(view, m) {
+    if (m.status && m.status !== "complete") view.article.dataset.status = m.status;
+    const rows = [
+      ["Status", m.status + (m.finish_reason ? ` (${m.finish_reason})` : "")],
+      ["Tokens", m.prompt_tokens != null ? `${m.prompt_tokens} in, ${m.completion_tokens} out` : null],
+      ["Time to first token", m.ttft_ms != null ? `${m.ttft_ms} ms` : null],
+      ["Latency", m.latency_ms != null ? `${m.latency_ms} ms` : null],
+      ["Tools", (m.tool_calls || []).map((t) => t.name).join(", ") || "none"],
+      ["Cost", m.cost_usd != null ? `$${m.cost_usd}` : null],
+    ].filter(([, v]) => v != null);
+    const list = el("dl");
+    for (const [k, v] of rows) list.append(el("dt", { text: k }), el("dd", { text: String(v) }));
+    view.article.querySelector("details")?.remove();
+    view.article.append(el("details", { class: "details" }, el("summary", { text: "Details" }), list));
+  }
+
+  function toolChip(view, data) {
+    const labels = {
+      search_products: "looking up stock",
+      get_product: "looking up a product",
+      list_low_stock: "checking low stock",
+      get_inventory_value: "adding up the stock's value",
+    };
+    const label = labels[data.name] || `using ${data.name}`;
+    let chip = view.tools.querySelector(`[data-tool="${CSS.escape(data.name)}"][data-status="running"]`);
+    if (!chip) {
+      chip = el("span", { class: "chip", "data-tool": data.name });
+      view.tools.append(chip);
+    }
+    chip.dataset.status = data.status;
+    chip.textContent = data.status === "running" ? `${label}…` : data.status === "error" ? `${label}: failed` : `${label} ✓`;
+  }
+
+  function readPending() {
+    try {
+      return JSON.parse(store.getItem(KEY_PENDING) || "null");
+    } catch {
+      return null;
+    }
+  }
+
+  function setRunning(state) {
+    running = state;
+    $("stop").hidden = !state;
+    $("send").disabled = Boolean(state) || !current;
+  }
+
+  // Reads an SSE body as it arrives: calls onEvent(id, name, data) per event.
+  async function readEvents(response, onEvent) {
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const fields = {};
+        for (const line of block.split("\n")) {
+          if (!line || line.startsWith(":")) continue;
+          const at = line.indexOf(":");
+          const name = at < 0 ? line : line.slice(0, at);
+          const val = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+          fields[name] = name === "data" && fields.data !== undefined ? `${fields.data}\n${val}` : val;
+        }
+        if (fields.event) onEvent(Number(fields.id), fields.event, JSON.parse(fields.data || "{}"));
+      }
+    }
+  }
+
+  // Follows one answer's stream (a new one or a resumed one) until done or error.
+  async function follow(response, conversationId, pending, view) {
+    let ended = false;
+    await readEvents(response, (id, name, data) => {
+      if (name === "start") {
+        pending.message_id = data.assistant_message_id;
+        view.article.dataset.messageId = pending.message_id;
+        running.message_id = pending.message_id;
+      } else if (name === "delta") {
+        pending.text += data.content;
+        view.body.textContent = pending.text;
+      } else if (name === "tool") {
+        toolChip(view, data);
+      } else if (name === "done") {
+        ended = true;
+        if (data.status && data.status !== "complete") view.article.dataset.status = data.status;
+      } else if (name === "error") {
+        ended = true;
+        view.article.dataset.status = "error";
+        showError(new ApiError(0, { error: data }));
+      }
+      if (Number.isFinite(id)) pending.last_id = id;
+      if (pending.message_id) store.setItem(KEY_PENDING, JSON.stringify(pending));
+    });
+    return ended;
+  }
+
+  async function streamFrom(path, init, conversationId, pending, view) {
+    setRunning({ conversation_id: conversationId, message_id: pending.message_id, controller: new AbortController() });
+    let attempts = 0;
+    try {
+      for (;;) {
+        const headers = { Accept: "text/event-stream", Authorization: `Bearer ${token}`, ...(init.headers || {}) };
+        let ended = false;
+        try {
+          const response = await fetch(url(path), { ...init, headers, signal: running.controller.signal });
+          if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+          ended = await follow(response, conversationId, pending, view);
+        } catch (error) {
+          if (error instanceof ApiError) throw error;
+          if (running.controller.signal.aborted) return;
+        }
+        if (ended || !pending.message_id || ++attempts > 5) break;
+        // The connection dropped mid-answer: resume after the last event seen.
+        path = `conversations/${encodeURIComponent(conversationId)}/messages/${encodeURIComponent(pending.message_id)}/events`;
+        init = { method: "GET", headers: { "Last-Event-ID": String(pending.last_id) } };
+      }
+      store.removeItem(KEY_PENDING);
+      if (pending.message_id && current === conversationId) {
+        const m = await api("GET", `conversations/${encodeURIComponent(conversationId)}/messages/${encodeURIComponent(pending.message_id)}`);
+        fillDetails(view, m);
+      }
+    } finally {
+      setRunning(null);
+      loadConversations().catch(() => {});
+    }
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    const content = $("message").value.trim();
+    if (!content || !current || running) return;
+    clearError();
+    const conversationId = current;
+    const user = addMessage("user", content);
+    const view = addMessage("assistant", "");
+    view.article.classList.add("streaming");
+    const pending = { conversation_id: conversationId, message_id: null, last_id: 0, text: "" };
+    $("message").value = "";
+    try {
+      await streamFrom(
+        `conversations/${encodeURIComponent(conversationId)}/messages`,
+        { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ content }) },
+        conversationId,
+        pending,
+        view,
+      );
+    } catch (error) {
+      view.article.remove();
+      if (error instanceof ApiError && error.code === "turn_in_progress") {
+        user.article.remove();
+        $("message").value = content;
+        const messageId = error.details.message_id;
+        if (messageId) {
+          const watch = el("button", { type: "button", text: "Watch the running answer" });
+          watch.addEventListener("click", () => {
+            clearError();
+            watchAnswer(conversationId, { conversation_id: conversationId, message_id: messageId, last_id: 0, text: "" });
+          });
+          showError(error, watch);
+          return;
+        }
+      }
+      showError(error);
+    } finally {
+      view.article.classList.remove("streaming");
+    }
+  }
+
+  async function watchAnswer(conversationId, pending) {
+    const view = addMessage("assistant", pending.text, pending.message_id);
+    view.article.classList.add("streaming");
+    try {
+      await streamFrom(
+        `conversations/${encodeURIComponent(conversationId)}/messages/${encodeURIComponent(pending.message_id)}/events`,
+        { method: "GET", headers: { "Last-Event-ID": String(pending.last_id) } },
+        conversationId,
+        pending,
+        view,
+      );
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) store.removeItem(KEY_PENDING);
+      showError(error);
+    } finally {
+      view.article.classList.remove("streaming");
+    }
+  }
+
+  async function stop() {
+    if (!running || !running.message_id) return;
+    try {
+      await api("POST", `conversations/${encodeURIComponent(running.conversation_id)}/messages/${encodeURIComponent(running.message_id)}/stop`);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === "not_running")) showError(error);
+    }
+  }
+
+  // -- inventory -------------------------------------------------------------------------------------
+  async function refreshInventory() {
+    try {
+      const [value, low] = await Promise.all([api("GET", "inventory/value"), api("GET", "inventory/low-stock?limit=20")]);
+      $("inventory-value").textContent = `${value.units} units worth ${value.value} ${value.currency} (${value.variants} variants)`;
+      $("low-stock").replaceChildren(
+        ...(low.items.length
+          ? low.items.map((i) => el("li", { text: `${i.name || i.sku} ${i.size}: ${i.quantity} left (reorder at ${i.reorder_level})` }))
+          : [el("li", { text: "Nothing is low on stock." })]),
+      );
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  // -- start -----------------------------------------------------------------------------------------
+  async function start() {
+    showSignedIn();
+    if (!token) return;
+    try {
+      await loadPersonas();
+      const pending = readPending();
+      current = pending ? pending.conversation_id : store.getItem(KEY_OPEN);
+      const items = await loadConversations();
+      if (current && !items.some((c) => c.id === current)) current = null;
+      if (current) await openConversation(current);
+      poll();
+      if (pending && pending.conversation_id === current) await watchAnswer(current, pending);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("local-sign-in").addEventListener("submit", signInLocal);
+    $("sign-out").addEventListener("click", signOut);
+    $("new-chat").addEventListener("click", newChat);
+    $("ask").addEventListener("submit", send);
+    $("message").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        $("ask").requestSubmit();
+      }
+    });
+    $("stop").addEventListener("click", stop);
+    $("refresh-inventory").addEventListener("click", refreshInventory);
+    start();
+  });
+})();
