@@ -10,6 +10,7 @@ Screenshots of each test's last state go to .artifacts/browser/.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,12 +27,16 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / ".artifacts" / "browser"
 TOKEN_DELAY_MS = "40"  # a word per chunk: an answer of a few dozen words takes a second or two
 STOCK_QUESTION = "how many medium black tees are in stock?"
+ADMIN_GROUP = "inventory-admins"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with LocalStack(
-        data_dir=tmp_path_factory.mktemp("browser-data"), SHELFWISE_OFFLINE_DELAY_MS=TOKEN_DELAY_MS
+        data_dir=tmp_path_factory.mktemp("browser-data"),
+        SHELFWISE_OFFLINE_DELAY_MS=TOKEN_DELAY_MS,
+        # admins get a budget no turn fits in (everyone else has no limit): the refusal on the page
+        SHELFWISE_BUDGET_TOKENS_PER_DAY_BY_GROUP=json.dumps({ADMIN_GROUP: 1}),
     ) as running:
         yield running
 
@@ -321,3 +326,80 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(open_page: Callable[.
     assert page.locator("#log .msg.assistant .text").last.text_content()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
+
+
+def test_a_spent_budget_is_explained_with_when_it_resets(open_page: Callable[..., Page]) -> None:
+    page = open_page()
+    sign_in(page, "big-spender", admin=True)
+    new_chat(page)
+    ask(page, "What is running low?")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("You have used today's budget. It resets at")
+    # nothing was stored: no answer, and the question is back in the box to send later
+    expect(page.locator("#log .msg")).to_have_count(0)
+    expect(page.get_by_role("textbox", name="Message", exact=True)).to_have_value("What is running low?")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def _same_user_tab(open_page: Callable[..., Page], headers: dict[str, str], conversation: str) -> Page:
+    """Another tab of the same user, on the same conversation."""
+    page = open_page()
+    page.evaluate(
+        "([token, conversation]) => { sessionStorage.setItem('shelfwise.token', token);"
+        " sessionStorage.setItem('shelfwise.user', 'same-user');"
+        " sessionStorage.setItem('shelfwise.conversation', conversation); }",
+        [headers["Authorization"].removeprefix("Bearer "), conversation],
+    )
+    page.reload()
+    expect(page.get_by_text("Signed in as same-user")).to_be_visible()
+    return page
+
+
+def test_asking_during_a_running_answer_offers_to_watch_it(
+    open_page: Callable[..., Page], stack: LocalStack
+) -> None:
+    first = open_page()
+    sign_in(first, "two-tabs")
+    new_chat(first)
+    headers, conversation = session(first)
+    second = _same_user_tab(open_page, headers, conversation)
+    expect(second.get_by_role("textbox", name="Message", exact=True)).to_be_enabled()
+
+    ask(first, "Hello there, how are you doing today? Tell me about the shop.")
+    expect(first.locator("#log .msg.assistant.streaming")).to_have_count(1)
+    ask(second, "And what is running low?")
+    alert = second.get_by_role("alert")
+    expect(alert).to_contain_text("still being written")
+    alert.get_by_role("button", name="Watch the running answer").click()
+    expect(alert).to_be_hidden()
+    wait_until_answered(second)
+    wait_until_answered(first)
+    stored = stored_answer(stack, first)
+    assert stored["status"] == "complete", stored
+    for page in (first, second):
+        assert page.locator("#log .msg.assistant .text").last.text_content() == stored["content"]
+    expect(second.locator("#log .msg.assistant")).to_have_count(1)
+    expect(second.locator("#log .msg.user")).to_have_count(0)  # the refused question was not added
+    expect(second.get_by_role("textbox", name="Message", exact=True)).to_have_value(
+        "And what is running low?"
+    )
+
+
+def test_opening_a_conversation_whose_answer_is_being_written_follows_it(
+    open_page: Callable[..., Page], stack: LocalStack
+) -> None:
+    first = open_page()
+    sign_in(first, "follower")
+    new_chat(first)
+    headers, conversation = session(first)
+    ask(first, "Hello there, how are you doing today? Tell me about the shop.")
+    wait_for_text(first.locator("#log .msg.assistant .text").last, 10)
+
+    second = _same_user_tab(open_page, headers, conversation)
+    answer = second.locator("#log .msg.assistant .text").last
+    expect(second.locator("#log .msg.assistant.streaming")).to_have_count(1)
+    texts = watch(answer, second)
+    stored = stored_answer(stack, first)
+    assert len(set(texts)) >= 2, texts
+    assert texts[-1] == stored["content"]
+    expect(second.locator("#log .msg.assistant")).to_have_count(1)

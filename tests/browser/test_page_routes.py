@@ -4,7 +4,10 @@ no token; the local sign-in route exists only with local auth."""
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
+from typing import Any
 
+import anyio
 from fastapi.testclient import TestClient
 
 from shelfwise.web.app import create_app
@@ -50,3 +53,43 @@ def test_local_sign_in_mints_a_working_token_only_with_local_auth() -> None:
     assert cognito.post("/local/sign-in", json={"user": "alice"}).status_code == 404
     assert cognito.get("/").status_code == 200
     assert 'data-auth-mode="cognito"' in cognito.get("/").text
+
+
+def _get_page_on_api_gateway(request_context_path: str) -> tuple[int, dict[str, str]]:
+    """GET / as Mangum hands it over from API Gateway (the event in the scope)."""
+    app = create_app(make_settings("shelfwise-page-test", auth_mode="cognito"))
+    scope: MutableMapping[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"api.example")],
+        "server": ("api.example", 443),
+        "client": ("203.0.113.1", 1),
+        "aws.event": {"requestContext": {"path": request_context_path, "stage": "Prod"}},
+    }
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(app, scope, receive, send)
+    start = sent[0]
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
+
+
+def test_the_page_without_the_stages_trailing_slash_redirects_to_it() -> None:
+    status, headers = _get_page_on_api_gateway("/Prod")
+    assert status == 308
+    assert headers["location"] == "Prod/"  # relative: https://.../Prod -> https://.../Prod/
+    status, headers = _get_page_on_api_gateway("/Prod/")
+    assert status == 200
+    assert headers["content-type"].startswith("text/html")

@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from shelfwise.errors import InvalidInput, NotFound
@@ -61,6 +61,17 @@ def _page(auth_mode: str) -> str:
     return (_HERE / "index.html").read_text(encoding="utf-8").replace("{{AUTH_MODE}}", auth_mode)
 
 
+def _stage_without_slash(request: Request) -> str | None:
+    """On API Gateway, the last segment of the path the browser asked for when it lacks the trailing
+    slash (`/Prod` for the page at `/`): the page must then be reached at `Prod/`."""
+    event = request.scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    path = context.get("path") if isinstance(context, dict) else None
+    if not isinstance(path, str) or not path.strip("/") or path.endswith("/"):
+        return None
+    return path.rsplit("/", 1)[1]
+
+
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     user: Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -70,8 +81,11 @@ class SignIn(BaseModel):
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the page, its assets and (local auth only) the sign-in route."""
 
-    @app.get(PAGE_PATH, include_in_schema=False)
-    async def chat_page() -> HTMLResponse:
+    @app.get(PAGE_PATH, include_in_schema=False, response_model=None)
+    async def chat_page(request: Request) -> HTMLResponse | RedirectResponse:
+        if slashless := _stage_without_slash(request):
+            # https://.../Prod would resolve the page's relative URLs against the host's root
+            return RedirectResponse(f"{slashless}/", status_code=308, headers=security_headers())
         return HTMLResponse(
             _page(settings.auth_mode), headers={**security_headers(), "Cache-Control": CACHE_CONTROL}
         )

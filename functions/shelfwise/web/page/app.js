@@ -226,8 +226,13 @@
     const data = await api("GET", `conversations/${encodeURIComponent(id)}/messages?limit=50`);
     const messages = [...data.items].sort((a, b) => a.seq - b.seq);
     const pending = readPending();
+    let live = null; // an answer still being written (in another tab, or before a reload)
     for (const m of messages) {
       if (pending && m.id === pending.message_id) continue; // the resume renders it
+      if (m.role === "assistant" && m.status === "streaming") {
+        live = m;
+        continue;
+      }
       const view = addMessage(m.role, m.content, m.id);
       if (m.role === "assistant") fillDetails(view, m);
     }
@@ -235,6 +240,9 @@
       const button = li.querySelector(".open");
       if (li.dataset.id === id) button.setAttribute("aria-current", "page");
       else button.removeAttribute("aria-current");
+    }
+    if (live && !pending && !running) {
+      watchAnswer(id, { conversation_id: id, message_id: live.id, last_id: 0, text: "" });
     }
   }
 
@@ -400,9 +408,12 @@
       );
     } catch (error) {
       view.article.remove();
-      if (error instanceof ApiError && error.code === "turn_in_progress") {
+      if (error instanceof ApiError && !pending.message_id) {
+        // refused before anything was stored: the question goes back into the box
         user.article.remove();
-        $("message").value = content;
+        if (!$("message").value) $("message").value = content;
+      }
+      if (error instanceof ApiError && error.code === "turn_in_progress") {
         const messageId = error.details.message_id;
         if (messageId) {
           const watch = el("button", { type: "button", text: "Watch the running answer" });
