@@ -403,3 +403,23 @@ def test_opening_a_conversation_whose_answer_is_being_written_follows_it(
     assert len(set(texts)) >= 2, texts
     assert texts[-1] == stored["content"]
     expect(second.locator("#log .msg.assistant")).to_have_count(1)
+
+
+def test_a_failing_model_is_explained(open_page: Callable[..., Page], stack: LocalStack) -> None:
+    control = stack.model_url.removesuffix("/v1")
+    page = open_page()
+    sign_in(page, "unlucky")
+    new_chat(page)
+    queued = httpx.post(
+        f"{control}/_offline/failures", json={"mode": "unavailable", "times": 20, "task": "chat"}
+    )
+    assert queued.status_code == 201, queued.text
+    try:
+        ask(page, "What is running low?")
+        expect(page.get_by_role("alert")).to_contain_text(
+            "The assistant's model did not answer properly. Try again in a moment.", timeout=30_000
+        )
+        wait_until_answered(page)
+        expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    finally:
+        httpx.delete(f"{control}/_offline/failures")
