@@ -16,4 +16,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends chromium >/dev/null
-"$CHROMIUM" --version
+echo "infra/browser/setup.sh: chromium $(dpkg-query -W -f='${Version}' chromium) installed"
