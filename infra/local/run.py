@@ -193,6 +193,7 @@ def _banner(server: Any, url: str, token: str) -> None:
         if server.should_exit:
             return
         time.sleep(0.01)
+    _say(f"chat page {url}/  (open it in a browser: Sign in (local), then ask)")
     _say(f"API       {url}")
     _say(f"API docs  {url}/docs")
     _say("admin dev token (12 h; `make dev-token USER_ID=alice` for a non-admin one):")
