@@ -1,8 +1,8 @@
 """The chat page in a real browser (Debian's Chromium, never a downloaded one) against `make run`'s
 stack in its own process, with the offline model slowed down so that an answer takes a second or two:
 sign in, ask and watch the answer grow, the tool chip, Stop, a reload mid-answer that resumes without
-repeating text, titles, rename and delete, one user not seeing another's conversations, and model
-output with markup shown as text.
+repeating text, titles, rename and delete, one user not seeing another's conversations, model output
+with markup shown as text, and markdown in an answer formatted (with markup inside it still text).
 
 Screenshots of each test's last state go to .artifacts/browser/.
 """
@@ -172,6 +172,15 @@ def stored_answer(stack: LocalStack, page: Page) -> dict[str, Any]:
     return last
 
 
+def shows_as_formatted(answer: Locator, content: str) -> None:
+    """An answer of a sentence or two and "- " lines shows the sentences as paragraphs and each line
+    as an item of a list, without its "- "."""
+    lines = content.splitlines()
+    items = [line.removeprefix("- ") for line in lines if line.startswith("- ")]
+    expect(answer.locator("ul > li")).to_have_text(items)
+    expect(answer.locator("p")).to_have_text([line for line in lines if line and not line.startswith("- ")])
+
+
 def conversation_titles(page: Page) -> Locator:
     return page.get_by_role("navigation", name="Conversations").locator("li .open")
 
@@ -209,7 +218,7 @@ def test_a_stock_question_shows_the_tool_chip(open_page: Callable[..., Page], st
     wait_until_answered(page)
     stored = stored_answer(stack, page)
     assert stored["tool_calls"], stored
-    assert page.locator("#log .msg.assistant .text").last.text_content() == stored["content"]
+    shows_as_formatted(page.locator("#log .msg.assistant .text").last, stored["content"])
     # the inventory panel, on demand
     inventory = page.get_by_role("complementary", name="Inventory")
     inventory.get_by_role("button", name="Refresh inventory").click()
@@ -308,6 +317,41 @@ def test_markup_in_the_answer_shows_as_text_and_never_runs(
     expect(page.locator("#log img")).to_have_count(0)
     expect(page.locator("#log script")).to_have_count(0)
     expect(page.locator("#log .msg.user .text")).to_have_text(f"What is {markup}?")
+    assert dialogs(page).seen == []
+
+
+def test_markdown_in_the_answer_is_formatted_and_markup_inside_it_stays_text(
+    open_page: Callable[..., Page], stack: LocalStack
+) -> None:
+    page = open_page()
+    sign_in(page, "formatter")
+    new_chat(page)
+    # the offline model quotes the question (up to 20 words, on one line) in its answer
+    question = (
+        "Is **bold** and *slanted* and `code` fine, with **<script>alert(3)</script>** and"
+        " `<img src=x onerror=alert(4)>` too?"
+    )
+    answer = ask(page, question)
+    wait_until_answered(page)
+    stored = stored_answer(stack, page)
+    assert "**bold**" in stored["content"], stored["content"]
+    assert "`<img src=x onerror=alert(4)>`" in stored["content"], stored["content"]
+    expect(answer.locator("strong")).to_have_text(["bold", "<script>alert(3)</script>"])
+    expect(answer.locator("em")).to_have_text(["slanted"])
+    expect(answer.locator("code")).to_have_text(["code", "<img src=x onerror=alert(4)>"])
+    expect(answer).to_contain_text("Is bold and slanted and code fine, with <script>")
+    expect(answer).not_to_contain_text("**")
+    expect(page.locator("#log img")).to_have_count(0)
+    expect(page.locator("#log script")).to_have_count(0)
+    # the question itself is shown as typed
+    expect(page.locator("#log .msg.user .text")).to_have_text(question)
+
+    # an answer with a list (the low-stock one): one list item per line, without the "- "
+    answer = ask(page, "What is running low?")
+    wait_until_answered(page)
+    content = stored_answer(stack, page)["content"]
+    assert "\n- " in content, content
+    shows_as_formatted(answer, content)
     assert dialogs(page).seen == []
 
 

@@ -1,5 +1,7 @@
 // The shelfwise chat page: vanilla JS, no build step. Every URL is relative to the page (so it works
-// under a stage prefix). Text from the model is only ever set with textContent: never parsed as HTML.
+// under a stage prefix). Text from the model is never parsed as HTML: answers go through a small
+// markdown subset (renderMarkdown) that builds elements with createElement and sets text with
+// textContent only, so markup in an answer shows as text and never runs.
 "use strict";
 
 (() => {
@@ -246,9 +248,107 @@
     }
   }
 
+  // -- answers as formatted text ---------------------------------------------------------------------
+  // A markdown subset: paragraphs (blank-line separated), line breaks, **bold**, *italic*, `code`,
+  // fenced ``` code blocks, bullet (- or *) and numbered lists, and [links](https://...) to http(s)
+  // addresses only (anything else stays text). Built from elements and text nodes: never innerHTML.
+  const INLINE = /`([^`\n]+)`|\*\*(?=\S)([^\n]*?\S)\*\*|\*([^\s*](?:[^*\n]*?[^\s*])?)\*|\[([^\]\n]+)\]\(([^)\s]+)\)/g;
+
+  function safeHref(href) {
+    try {
+      const parsed = new URL(href);
+      return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function inline(parent, text) {
+    let at = 0;
+    for (const m of text.matchAll(INLINE)) {
+      if (m.index > at) parent.append(text.slice(at, m.index));
+      at = m.index + m[0].length;
+      if (m[1] !== undefined) {
+        parent.append(el("code", { text: m[1] }));
+      } else if (m[2] !== undefined) {
+        const strong = el("strong");
+        inline(strong, m[2]);
+        parent.append(strong);
+      } else if (m[4] !== undefined) {
+        const href = safeHref(m[5]);
+        if (!href) {
+          parent.append(m[0]);
+          continue;
+        }
+        const link = el("a", { href, rel: "noopener noreferrer", target: "_blank" });
+        inline(link, m[4]);
+        parent.append(link);
+      } else {
+        const em = el("em");
+        inline(em, m[3]);
+        parent.append(em);
+      }
+    }
+    if (at < text.length) parent.append(text.slice(at));
+  }
+
+  function inlineLines(parent, lines) {
+    lines.forEach((line, n) => {
+      if (n) parent.append(el("br"));
+      inline(parent, line);
+    });
+  }
+
+  const FENCE = /^\s*```/;
+  const BULLET = /^\s*[-*]\s+(.*)$/;
+  const NUMBERED = /^\s*(\d{1,9})[.)]\s+(.*)$/;
+
+  function renderMarkdown(text) {
+    const out = document.createDocumentFragment();
+    const lines = String(text || "").replace(/\r\n?/g, "\n").split("\n");
+    let i = 0;
+    while (i < lines.length) {
+      const line = lines[i];
+      if (!line.trim()) {
+        i += 1;
+      } else if (FENCE.test(line)) {
+        const code = [];
+        for (i += 1; i < lines.length && !FENCE.test(lines[i]); i += 1) code.push(lines[i]);
+        i += 1; // the closing fence (an unclosed one, while streaming, runs to the end)
+        out.append(el("pre", {}, el("code", { text: code.join("\n") })));
+      } else if (BULLET.test(line) || NUMBERED.test(line)) {
+        const numbered = !BULLET.test(line);
+        const pattern = numbered ? NUMBERED : BULLET;
+        const list = el(numbered ? "ol" : "ul");
+        if (numbered && Number(line.match(NUMBERED)[1]) !== 1) list.setAttribute("start", String(Number(line.match(NUMBERED)[1])));
+        for (; i < lines.length && pattern.test(lines[i]); i += 1) {
+          const item = el("li");
+          inline(item, lines[i].match(pattern)[numbered ? 2 : 1]);
+          list.append(item);
+        }
+        out.append(list);
+      } else {
+        const para = [];
+        for (; i < lines.length && lines[i].trim() && !FENCE.test(lines[i]) && !BULLET.test(lines[i]) && !NUMBERED.test(lines[i]); i += 1) {
+          para.push(lines[i]);
+        }
+        const p = el("p");
+        inlineLines(p, para);
+        out.append(p);
+      }
+    }
+    return out;
+  }
+
+  function showAnswer(body, text) {
+    body.replaceChildren(renderMarkdown(text));
+  }
+
   // -- messages --------------------------------------------------------------------------------------
   function addMessage(role, text, id) {
-    const body = el("div", { class: "text", text: text || "" });
+    const body = el("div", { class: "text" });
+    if (role === "assistant") showAnswer(body, text);
+    else body.textContent = text || "";
     const tools = el("div", { class: "tools" });
     const article = el("article", { class: `msg ${role}` }, el("h3", { class: "visually-hidden", text: role === "user" ? "You" : "Assistant" }), tools, body);
     if (id) article.dataset.messageId = id;
@@ -339,7 +439,7 @@
         running.message_id = pending.message_id;
       } else if (name === "delta") {
         pending.text += data.content;
-        view.body.textContent = pending.text;
+        showAnswer(view.body, pending.text);
       } else if (name === "tool") {
         toolChip(view, data);
       } else if (name === "done") {
