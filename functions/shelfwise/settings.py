@@ -60,6 +60,21 @@ class Settings(BaseSettings):
     )
     local_signing_key_file: Path = Path(".local/dev-signing-key")
     local_token_ttl_seconds: int = Field(default=12 * 3600, gt=0)
+    # The chat page's sign-in on AWS: Cognito's managed login (authorization code + PKCE). The page
+    # reads both from GET /app/config; without a domain and a client it offers no hosted sign-in.
+    cognito_domain: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
+        description="Host of the user pool's managed login: PREFIX.auth.REGION.amazoncognito.com",
+    )
+    cognito_client_id: str | None = Field(
+        default=None, pattern=r"^[\w+]+$", description="The page's app client (no secret)"
+    )
+    cognito_client_id_parameter: str | None = Field(
+        default=None,
+        description="SSM parameter holding the page's app client id, when cognito_client_id is unset "
+        "(on AWS: the client's callback URL names the API, so the API's function cannot name the client)",
+    )
 
     # Stock
     stock_retry_attempts: int = Field(

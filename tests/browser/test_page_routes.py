@@ -1,5 +1,6 @@
 """The chat page's routes in process: the page and its assets carry their security headers and need
-no token; the local sign-in route exists only with local auth."""
+no token; the local sign-in route exists only with local auth; GET /app/config tells the page how
+to sign in (and the policy lets it reach the managed login's token endpoint only when there is one)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from shelfwise.web.app import create_app
 from tests.fixtures.app import make_settings
@@ -93,3 +96,67 @@ def test_the_page_without_the_stages_trailing_slash_redirects_to_it() -> None:
     status, headers = _get_page_on_api_gateway("/Prod/")
     assert status == 200
     assert headers["content-type"].startswith("text/html")
+
+
+DOMAIN = "shelfwise-test.auth.eu-west-1.amazoncognito.com"
+
+
+def test_the_page_config_says_how_to_sign_in_and_needs_no_token() -> None:
+    local = _client("local").get("/app/config")
+    assert local.status_code == 200
+    assert local.json() == {"auth": "local", "cognito": None}
+    assert local.headers["cache-control"] == "no-store"
+
+    bare = _client("cognito")  # no managed login configured: the page offers no hosted sign-in
+    assert bare.get("/app/config").json() == {"auth": "cognito", "cognito": None}
+    assert "connect-src 'self';" in bare.get("/").headers["content-security-policy"]
+
+    hosted = TestClient(
+        create_app(
+            make_settings(
+                "shelfwise-page-test",
+                auth_mode="cognito",
+                cognito_domain=DOMAIN,
+                cognito_client_id="client123",
+            )
+        )
+    )
+    config = hosted.get("/app/config")
+    assert config.status_code == 200
+    assert config.json() == {"auth": "cognito", "cognito": {"domain": DOMAIN, "client_id": "client123"}}
+    # the page may call the token endpoint of that domain, and nothing else outside the app
+    for response in (hosted.get("/"), hosted.get("/app/assets/app.js"), config):
+        csp = response.headers["content-security-policy"]
+        assert f"connect-src 'self' https://{DOMAIN};" in csp
+        assert "unsafe-inline" not in csp
+
+
+def test_the_page_client_id_is_read_from_the_stacks_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On AWS the function is told the parameter, not the client (template.yaml: a circle otherwise)."""
+    from moto import mock_aws
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        import boto3
+
+        boto3.client("ssm", region_name="eu-west-1").put_parameter(
+            Name="/shelfwise-page-test/page-client-id", Value="fromssm42", Type="String"
+        )
+        settings = make_settings(
+            "shelfwise-page-test",
+            auth_mode="cognito",
+            cognito_domain=DOMAIN,
+            cognito_client_id_parameter="/shelfwise-page-test/page-client-id",
+        )
+        client = TestClient(create_app(settings))
+        assert client.get("/app/config").json()["cognito"] == {"domain": DOMAIN, "client_id": "fromssm42"}
+
+
+def test_the_cognito_settings_refuse_what_is_not_a_host_or_a_client_id() -> None:
+    for domain in ("https://x.auth.eu-west-1.amazoncognito.com", "x/y", "x.example.com;script-src *", "-x.y"):
+        with pytest.raises(ValidationError):
+            make_settings("t", cognito_domain=domain)
+    with pytest.raises(ValidationError):
+        make_settings("t", cognito_client_id="a b")

@@ -75,7 +75,7 @@ DEV_ONLY = {
 }
 # Routes API Gateway lets through without a token. Anything added here is a deliberate decision.
 # No token: the health check, the API docs a browser opens (page, its assets, the spec) and the chat
-# page with its assets (what the page calls sends the token).
+# page with its assets and how it signs in (what the page calls sends the token).
 PUBLIC_ROUTES = {
     ("/health", "get"),
     ("/docs", "get"),
@@ -83,6 +83,7 @@ PUBLIC_ROUTES = {
     ("/openapi.json", "get"),
     ("/", "get"),
     ("/app/assets/{name}", "get"),
+    ("/app/config", "get"),
 }
 LAYER_BUDGET_BYTES = 150 * 1024 * 1024  # Lambda allows 250 MB unzipped for function + layers
 EM_AARCH64 = 183
@@ -626,6 +627,7 @@ def test_translated_api_routes_are_buffered_lambda_proxies(translated: Template)
                 "/GET/openapi.json",
                 "/GET/",
                 "/GET/app/assets/*",
+                "/GET/app/config",
                 # the resources the streaming route creates, every method routed explicitly
                 "/*/conversations",
                 "/*/conversations/*",
@@ -893,11 +895,13 @@ def test_model_key_parameter_and_its_permissions(template: Template) -> None:
     assert "SHELFWISE_OPENAI_API_KEY_PARAMETER" not in resource("ApiFunction")["Properties"].get(
         "Environment", {}
     ).get("Variables", {})
-    assert not any(
-        a.startswith(("ssm:", "kms:"))
-        for st in _statements(resource("ApiFunction"))
-        for a in _as_list(st["Action"])
-    )
+    # Its only parameter is the chat page's app client id (test_template_page_sign_in.py), no key.
+    for st in _statements(resource("ApiFunction")):
+        actions = _as_list(st["Action"])
+        assert not any(a.startswith("kms:") for a in actions)
+        if any(a.startswith("ssm:") for a in actions):
+            assert st["Sid"] == "PageClientId"
+            assert "OpenAIKeyParameter" not in json.dumps(st["Resource"])
 
 
 def test_stream_runtime_layer_is_built_by_its_makefile() -> None:

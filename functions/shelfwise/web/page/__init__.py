@@ -6,6 +6,11 @@ Every URL on the page is relative to it, so it also works under API Gateway's st
 (https://.../Prod/). With SHELFWISE_AUTH_MODE=local the app also offers POST /local/sign-in, which
 mints a dev token for the page's "Sign in (local)" button; the route does not exist otherwise (a 404),
 and local auth never runs on Lambda itself (identity.refuse_local_auth_on_lambda).
+
+GET /app/config (no token) tells the page how to sign in: {"auth": "local" | "cognito", "cognito":
+{"domain", "client_id"} | null}. With a Cognito domain and app client configured the page offers
+Cognito's managed login (authorization code + PKCE, the code exchanged by the page itself), and the
+page's Content-Security-Policy lets it reach that domain's token endpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from shelfwise.errors import InvalidInput, NotFound
@@ -25,6 +30,7 @@ from shelfwise.settings import Settings
 PAGE_PATH = "/"
 ASSETS_PATH = "/app/assets"
 SIGN_IN_PATH = "/local/sign-in"
+CONFIG_PATH = "/app/config"
 ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
@@ -34,16 +40,43 @@ CACHE_CONTROL = "no-cache"
 _HERE = Path(__file__).resolve().parent
 
 
-def security_headers() -> dict[str, str]:
+def cognito_client_id(settings: Settings) -> str | None:
+    """The page's app client: from the settings, else from SSM Parameter Store (cached like the
+    model's key)."""
+    if settings.cognito_client_id:
+        return settings.cognito_client_id
+    if not settings.cognito_client_id_parameter:
+        return None
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_parameter(settings.cognito_client_id_parameter, max_age=settings.key_cache_seconds)
+    return str(value).strip() or None
+
+
+def page_config(settings: Settings) -> dict[str, object]:
+    client_id = cognito_client_id(settings) if settings.cognito_domain else None
+    cognito = (
+        {"domain": settings.cognito_domain, "client_id": client_id}
+        if settings.cognito_domain and client_id
+        else None
+    )
+    return {"auth": settings.auth_mode, "cognito": cognito}
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
     """For the page and its assets: scripts and styles only from the app itself, no inline script,
-    no framing, no referrer sent along."""
+    no framing, no referrer sent along; calls only to the app (and to the Cognito domain's token
+    endpoint when one is configured)."""
+    connect = "connect-src 'self'"
+    if settings.cognito_domain:
+        connect += f" https://{settings.cognito_domain}"
     csp = "; ".join(
         (
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
             "img-src 'self' data:",
-            "connect-src 'self'",
+            connect,
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
@@ -85,9 +118,18 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def chat_page(request: Request) -> HTMLResponse | RedirectResponse:
         if slashless := _stage_without_slash(request):
             # https://.../Prod would resolve the page's relative URLs against the host's root
-            return RedirectResponse(f"{slashless}/", status_code=308, headers=security_headers())
+            return RedirectResponse(f"{slashless}/", status_code=308, headers=security_headers(settings))
         return HTMLResponse(
-            _page(settings.auth_mode), headers={**security_headers(), "Cache-Control": CACHE_CONTROL}
+            _page(settings.auth_mode),
+            headers={**security_headers(settings), "Cache-Control": CACHE_CONTROL},
+        )
+
+    @app.get(CONFIG_PATH, include_in_schema=False)
+    def chat_page_config() -> JSONResponse:
+        """How the page signs in: local dev tokens, or Cognito's managed login (domain, client)."""
+        return JSONResponse(
+            page_config(settings),
+            headers={**security_headers(settings), "Cache-Control": "no-store"},
         )
 
     @app.get(f"{ASSETS_PATH}/{{name}}", include_in_schema=False)
@@ -97,7 +139,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         return FileResponse(
             _HERE / name,
             media_type=ASSETS[name],
-            headers={**security_headers(), "Cache-Control": CACHE_CONTROL},
+            headers={**security_headers(settings), "Cache-Control": CACHE_CONTROL},
         )
 
     if settings.auth_mode != "local":

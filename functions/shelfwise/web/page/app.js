@@ -10,12 +10,16 @@
   const KEY_USER = "shelfwise.user";
   const KEY_OPEN = "shelfwise.conversation";
   const KEY_PENDING = "shelfwise.pending"; // {conversation_id, message_id, last_id, text}
+  const KEY_PKCE = "shelfwise.pkce"; // {verifier, state} while the browser is at the managed login
+  const KEY_VIA = "shelfwise.via"; // "cognito" after the managed login: Sign out ends that session too
   const $ = (id) => document.getElementById(id);
 
   let token = store.getItem(KEY_TOKEN);
   let current = null; // the open conversation's id
   let running = null; // {conversation_id, message_id, controller, stopped}
   let pollTimer = null;
+  // How this page signs in (GET app/config): local dev tokens and/or Cognito's managed login.
+  let config = { auth: document.body.dataset.authMode, cognito: null };
 
   class ApiError extends Error {
     constructor(status, body) {
@@ -95,6 +99,102 @@
   }
 
   // -- signing in ------------------------------------------------------------------------------------
+  // Cognito's managed login: authorization code + PKCE (S256). The verifier and state wait in
+  // sessionStorage while the browser is away; the code comes back in the query, is exchanged by this
+  // page at the token endpoint and removed from the URL at once. Only the ID token is kept (the API's
+  // Cognito authorizer wants it), in sessionStorage, never in a URL.
+  const base64url = (bytes) =>
+    btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const randomString = (bytes) => base64url(crypto.getRandomValues(new Uint8Array(bytes)));
+
+  function pageUrl() {
+    const here = new URL(window.location.href);
+    here.search = "";
+    here.hash = "";
+    return here.href;
+  }
+
+  async function loadConfig() {
+    try {
+      const response = await fetch(url("app/config"), { headers: { Accept: "application/json" } });
+      if (response.ok) config = await response.json();
+    } catch {
+      // no config: whatever the page's own markup says (local sign-in or none)
+    }
+  }
+
+  async function signInHosted() {
+    const { domain, client_id: clientId } = config.cognito;
+    const verifier = randomString(32); // 43 characters, as RFC 7636 asks at least
+    const state = randomString(16);
+    const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+    store.setItem(KEY_PKCE, JSON.stringify({ verifier, state }));
+    const authorize = new URL(`https://${domain}/oauth2/authorize`);
+    authorize.search = new URLSearchParams({
+      response_type: "code",
+      client_id: clientId,
+      redirect_uri: pageUrl(),
+      scope: "openid email profile",
+      state,
+      code_challenge: challenge,
+      code_challenge_method: "S256",
+    }).toString();
+    window.location.assign(authorize.href);
+  }
+
+  function userOf(idToken) {
+    try {
+      const part = idToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(part));
+      return claims.email || claims["cognito:username"] || claims.sub || "you";
+    } catch {
+      return "you";
+    }
+  }
+
+  // Back from the managed login with ?code=&state= (or ?error=): finish signing in.
+  async function finishHostedSignIn() {
+    const query = new URLSearchParams(window.location.search);
+    if (!query.has("code") && !query.has("error")) return;
+    let saved = null;
+    try {
+      saved = JSON.parse(store.getItem(KEY_PKCE) || "null");
+    } catch {
+      saved = null;
+    }
+    store.removeItem(KEY_PKCE);
+    window.history.replaceState(null, "", pageUrl()); // the code never stays in the address bar
+    if (query.has("error")) {
+      showError(`Signing in did not complete: ${query.get("error_description") || query.get("error")}.`);
+      return;
+    }
+    if (!saved || !config.cognito || query.get("state") !== saved.state) {
+      showError("That sign-in did not start in this tab. Sign in again.");
+      return;
+    }
+    const { domain, client_id: clientId } = config.cognito;
+    const response = await fetch(`https://${domain}/oauth2/token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        client_id: clientId,
+        code: query.get("code"),
+        code_verifier: saved.verifier,
+        redirect_uri: pageUrl(),
+      }),
+    });
+    const data = await response.json().catch(() => null);
+    if (!response.ok || !data || !data.id_token) {
+      showError(`Signing in failed: ${(data && (data.error_description || data.error)) || `the sign-in service answered ${response.status}`}. Sign in again.`);
+      return;
+    }
+    token = data.id_token;
+    store.setItem(KEY_TOKEN, token);
+    store.setItem(KEY_USER, userOf(token));
+    store.setItem(KEY_VIA, "cognito");
+  }
+
   function showSignedIn() {
     const signedIn = Boolean(token);
     $("sign-in").hidden = signedIn;
@@ -102,9 +202,10 @@
     $("sign-out").hidden = !signedIn;
     $("who").hidden = !signedIn;
     $("who").textContent = signedIn ? `Signed in as ${store.getItem(KEY_USER) || "you"}` : "";
-    const local = document.body.dataset.authMode === "local";
+    const local = config.auth === "local";
     $("local-sign-in").hidden = !local;
-    $("no-sign-in").hidden = local;
+    $("hosted-sign-in").hidden = !config.cognito;
+    $("no-sign-in").hidden = local || Boolean(config.cognito);
   }
 
   async function signInLocal(event) {
@@ -122,10 +223,21 @@
     }
   }
 
+  // Sign out (the button): after the managed login, Cognito's session ends too (its /logout sends
+  // the browser back to this page, one of the app client's logout URLs).
+  function signOutEverywhere() {
+    const hosted = store.getItem(KEY_VIA) === "cognito" && config.cognito;
+    signOut();
+    if (!hosted) return;
+    const logout = new URL(`https://${config.cognito.domain}/logout`);
+    logout.search = new URLSearchParams({ client_id: config.cognito.client_id, logout_uri: pageUrl() }).toString();
+    window.location.assign(logout.href);
+  }
+
   function signOut() {
     token = null;
     current = null;
-    for (const key of [KEY_TOKEN, KEY_USER, KEY_OPEN, KEY_PENDING]) store.removeItem(key);
+    for (const key of [KEY_TOKEN, KEY_USER, KEY_OPEN, KEY_PENDING, KEY_VIA]) store.removeItem(key);
     clearInterval(pollTimer);
     $("conversations").replaceChildren();
     $("log").replaceChildren();
@@ -575,6 +687,16 @@
   }
 
   // -- start -----------------------------------------------------------------------------------------
+  async function boot() {
+    await loadConfig();
+    try {
+      await finishHostedSignIn();
+    } catch (error) {
+      showError(error);
+    }
+    await start();
+  }
+
   async function start() {
     showSignedIn();
     if (!token) return;
@@ -594,7 +716,8 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("local-sign-in").addEventListener("submit", signInLocal);
-    $("sign-out").addEventListener("click", signOut);
+    $("sign-out").addEventListener("click", signOutEverywhere);
+    $("hosted-sign-in").addEventListener("click", () => signInHosted().catch(showError));
     $("new-chat").addEventListener("click", newChat);
     $("ask").addEventListener("submit", send);
     $("message").addEventListener("keydown", (event) => {
@@ -605,6 +728,6 @@
     });
     $("stop").addEventListener("click", stop);
     $("refresh-inventory").addEventListener("click", refreshInventory);
-    start();
+    boot();
   });
 })();
