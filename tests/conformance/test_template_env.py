@@ -120,3 +120,38 @@ def test_start_api_env_switches_api_function_to_dev_tokens() -> None:
     assert start_api["ApiFunction"]["SHELFWISE_AUTH_MODE"] == "local"
     assert start_api["ApiFunction"]["SHELFWISE_LOCAL_SIGNING_KEY"]
     assert "ApiFunction" not in local, "invokes carry Cognito claims in their events: cognito mode"
+
+
+def _resources_named(value: Any, resources: set[str]) -> set[str]:
+    """The template resources an environment value refers to (`!Ref X`, `!GetAtt X.Y`, `${X}` in a Sub)."""
+    import re
+
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return {value["Ref"]} & resources
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            return {(target[0] if isinstance(target, list) else target.split(".")[0])} & resources
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            return {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)} & resources
+        return set().union(*(_resources_named(v, resources) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_resources_named(v, resources) for v in value))
+    return set()
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_what_sam_local_cannot_resolve_is_set_by_the_env_file(function: str) -> None:
+    """`sam local` resolves a reference to a resource to its logical name (a table called "Table", a
+    domain "UserPoolDomain.auth...."), which a setting may refuse: the whole function then fails. So
+    every variable naming a resource is set by events/env.local.json (the file every local invoke
+    passes), if only to "" (unset)."""
+    resources = set(load_template()["Resources"])
+    env = json.loads((ROOT / "events" / "env.local.json").read_text(encoding="utf-8"))
+    given = {**env.get("Parameters", {}), **env.get(function, {})}
+    naming = {name for name, value in declared(function).items() if _resources_named(value, resources)}
+    assert naming, "the template names resources in environment variables (the table at least)"
+    assert naming <= set(given), (
+        f"{function}: events/env.local.json leaves {sorted(naming - set(given))} to sam local"
+    )
