@@ -37,6 +37,37 @@ class InsufficientStock(DomainError):
         super().__init__(message, sku=sku, size=size, quantity=quantity, delta=delta)
 
 
+class StaleQuantity(Conflict):
+    """Compare-and-set: the stored quantity is not the `expected_quantity` the caller sent."""
+
+    code = "stale_quantity"
+
+    def __init__(self, message: str, *, sku: str, size: str, quantity: int, expected_quantity: int) -> None:
+        super().__init__(message, sku=sku, size=size, quantity=quantity, expected_quantity=expected_quantity)
+
+
+class LinesRefused(Conflict):
+    """A bulk adjustment changed nothing: `lines` says which lines refused, each `{index, code,
+    quantity}` (quantity is the stored one, None for a variant that does not exist)."""
+
+    code = "adjustments_refused"
+
+    def __init__(self, message: str, *, lines: list[dict[str, Any]]) -> None:
+        super().__init__(message, lines=lines)
+
+
+class IdempotencyKeyReused(DomainError):
+    """An Idempotency-Key already answered a different request of the same caller."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(Conflict):
+    """The first request with this Idempotency-Key is still being written."""
+
+    code = "idempotency_in_progress"
+
+
 class InvalidInput(DomainError):
     code = "invalid_input"
 

@@ -4,7 +4,6 @@ queue and its alarm."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from infra.local.event_filter import FilterCriteria
@@ -52,9 +51,19 @@ def test_purge_function_and_its_mapping() -> None:
     assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": _getatt("PurgeDLQ", "QueueName")}]
 
 
-def test_the_filter_passes_only_a_product_that_was_just_hidden() -> None:
+BATCH = {"type": {"S": "batch"}, "result": {"S": "{}"}}
+SINGLE_WRITE = {"type": {"S": "write"}, "result": {"S": "{}"}}
+
+
+def _write(event: str, new: dict[str, Any] | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"Keys": {"pk": {"S": "BATCH#b1"}, "sk": {"S": "WRITE"}}}
+    if new is not None:
+        data["NewImage"] = new
+    return {"eventName": event, "dynamodb": data}
+
+
+def test_the_filter_passes_only_a_product_just_hidden_and_a_bulk_adjustment_written() -> None:
     patterns = _props()["Events"][STREAM_EVENT]["Properties"]["FilterCriteria"]
-    assert all(set(json.loads(f["Pattern"])) == {"dynamodb"} for f in patterns["Filters"])
     filters = FilterCriteria.from_properties(patterns)
     local = StreamSource.from_template("PurgeFunction").filters
     assert [p.source for p in local.patterns] == [p.source for p in filters.patterns]
@@ -64,6 +73,10 @@ def test_the_filter_passes_only_a_product_that_was_just_hidden() -> None:
     assert not filters.matches(_record("INSERT", None, PRODUCT))
     assert not filters.matches(_record("REMOVE", HIDDEN, None))  # the purge's own last delete
     assert not filters.matches(_record("MODIFY", VARIANT, {**VARIANT, "deleted_at": {"S": "x"}}))
+    assert filters.matches(_write("INSERT", BATCH))
+    assert filters.matches(_write("MODIFY", BATCH))  # a key's expired record written over
+    assert not filters.matches(_write("REMOVE", None))  # TTL removing it
+    assert not filters.matches(_write("INSERT", SINGLE_WRITE))  # a single write has nothing to file
 
 
 def test_the_role_reaches_only_this_table_and_its_stream() -> None:

@@ -61,6 +61,27 @@ EXPECTED: dict[str, tuple[int, Any]] = {
         409,
         lambda b: (b["error"]["code"], b["error"]["quantity"]) == ("insufficient_stock", 17),
     ),
+    "adjustment-stale.json": (
+        409,
+        lambda b: (
+            (b["error"]["code"], b["error"]["quantity"], b["error"]["expected_quantity"])
+            == ("stale_quantity", 17, 3)
+        ),
+    ),
+    "adjustments-bulk.json": (
+        201,
+        lambda b: (
+            [
+                (a["sku"], a["size"], a["quantity_before"], a["quantity_after"], a["reason"])
+                for a in b["lines"]
+            ]
+            == [
+                ("TE-0001", "M", 17, 29, "received"),
+                ("TE-0001", "L", 14, 20, "received"),
+                ("HO-0001", "M", 19, 23, "received"),
+            ]
+        ),
+    ),
     "adjustments-list.json": (200, lambda b: b["items"] == []),
     "inventory-value.json": (200, lambda b: b["products"] == 40 and b["value"] > 0),
     "inventory-low-stock.json": (200, lambda b: 0 < len(b["items"]) <= 10),

@@ -109,7 +109,7 @@ def test_inventory_writes_need_the_admin_group(
         client.put(f"/products/{sku}/variants/L", json={"quantity": 1}, headers=user),
         client.delete(f"/products/{sku}/variants/S", headers=user),
         client.post(
-            f"/products/{sku}/variants/S/adjustments", json={"delta": -1, "reason": "x"}, headers=user
+            f"/products/{sku}/variants/S/adjustments", json={"delta": -1, "reason": "other"}, headers=user
         ),
     ]
     assert [r.status_code for r in forbidden] == [403] * len(forbidden)
@@ -158,27 +158,31 @@ def test_adjustments_change_stock_and_refuse_to_go_negative(
 ) -> None:
     sku = create(client, admin)["sku"]
     url = f"/products/{sku}/variants/S/adjustments"
-    sold = client.post(url, json={"delta": -4, "reason": "sale #1001"}, headers=admin)
+    sold = client.post(url, json={"delta": -4, "reason": "sale", "note": "order #1001"}, headers=admin)
     assert sold.status_code == 201
     assert (sold.json()["quantity_before"], sold.json()["quantity_after"]) == (10, 6)
     assert sold.json()["actor"] == "ada"
 
-    refused = client.post(url, json={"delta": -7, "reason": "sale #1002"}, headers=admin)
+    refused = client.post(url, json={"delta": -7, "reason": "sale", "note": "order #1002"}, headers=admin)
     assert refused.status_code == 409
     error = refused.json()["error"]
     assert (error["code"], error["quantity"]) == ("insufficient_stock", 6)
 
-    assert client.post(url, json={"delta": 0, "reason": "noop"}, headers=admin).status_code == 422
+    assert client.post(url, json={"delta": 0, "reason": "correction"}, headers=admin).status_code == 422
     assert client.post(url, json={"delta": 1}, headers=admin).status_code == 422
     assert (
         client.post(
-            f"/products/{sku}/variants/XXL/adjustments", json={"delta": 1, "reason": "x"}, headers=admin
+            f"/products/{sku}/variants/XXL/adjustments",
+            json={"delta": 1, "reason": "received"},
+            headers=admin,
         ).status_code
         == 404
     )
 
     history = client.get(url, headers=admin).json()["items"]
-    assert [(a["delta"], a["reason"], a["actor"]) for a in history] == [(-4, "sale #1001", "ada")]
+    assert [(a["delta"], a["reason"], a["note"], a["actor"]) for a in history] == [
+        (-4, "sale", "order #1001", "ada")
+    ]
     variant = next(
         v for v in client.get(f"/products/{sku}", headers=admin).json()["variants"] if v["size"] == "S"
     )
@@ -198,7 +202,7 @@ def test_low_stock_follows_every_stock_change(client: TestClient, admin: dict[st
     )
     assert low() == [(sku, "M", 2, 3), (sku, "S", 3, 0)]
     client.post(
-        f"/products/{sku}/variants/M/adjustments", json={"delta": 20, "reason": "delivery"}, headers=admin
+        f"/products/{sku}/variants/M/adjustments", json={"delta": 20, "reason": "received"}, headers=admin
     )
     assert low() == [(sku, "S", 3, 0)]
     client.put(f"/products/{sku}/variants/S", json={"quantity": 50, "reorder_level": 3}, headers=admin)

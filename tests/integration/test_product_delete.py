@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from infra.local.stream_pump import StreamPump
 from shelfwise import clock
 from shelfwise.entry.purge import make_handler
-from shelfwise.inventory.models import Adjustment
+from shelfwise.inventory.models import Adjustment, AdjustmentReason
 from shelfwise.services import Services
 from shelfwise.storage.dynamo import Dynamo
 from shelfwise.storage.items import AdjustmentItem, ProductItem, VariantItem
@@ -45,7 +45,7 @@ def _history(services: Services, sku: str, size: str, count: int) -> None:
                     delta=-1,
                     quantity_before=1,
                     quantity_after=0,
-                    reason="sale",
+                    reason=AdjustmentReason.SALE,
                     actor="till",
                     at=at,
                 )

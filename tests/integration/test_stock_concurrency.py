@@ -59,7 +59,9 @@ def test_fifty_concurrent_decrements_on_twenty_leave_zero(concurrent_inventory: 
 
     def buy(i: int) -> str:
         try:
-            inventory.adjust_stock(product.sku, "M", delta=-1, reason=f"order {i}", actor=f"buyer-{i}")
+            inventory.adjust_stock(
+                product.sku, "M", delta=-1, reason="sale", note=f"order {i}", actor=f"buyer-{i}"
+            )
         except InsufficientStock as exc:
             return f"refused at {exc.details['quantity']}"
         return "sold"

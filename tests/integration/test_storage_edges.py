@@ -6,6 +6,7 @@ from typing import Any
 
 from shelfwise import clock
 from shelfwise.chat.models import Conversation, Message
+from shelfwise.inventory.models import AdjustmentReason, StockChange
 from shelfwise.storage.conversations import ConversationRepository
 from shelfwise.storage.dynamo import Dynamo
 from shelfwise.storage.inventory import InventoryRepository
@@ -29,7 +30,9 @@ def test_reading_a_product_does_not_read_its_stock_history(ddb: DynamoTarget) ->
     repo = InventoryRepository(db)
     repo.create_product("TE-0001", black_tee(("S", 100), ("M", 100)))
     for i in range(30):
-        repo.adjust_stock("TE-0001", "M", -1, f"sale {i}", "till")
+        repo.adjust_stock(
+            "TE-0001", "M", StockChange("TE-0001", "M", -1, AdjustmentReason.SALE, f"#{i}"), "till"
+        )
     db.items_read = 0
     product = repo.get_product("TE-0001")
     assert {v.size: v.quantity for v in product.variants} == {"S": 100, "M": 70}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -69,15 +71,32 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 _STRICT = ConfigDict(extra="forbid")
 
 
-class VariantIn(BaseModel):
-    """PUT /products/{sku}/variants/{size}: the absolute stock level and reorder level."""
+Quantity = Annotated[int, Field(ge=0, le=1_000_000)]
+# Compare-and-set: the quantity the caller last saw; a write is refused when the stored one differs.
+ExpectedQuantity = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="refuse (409 stale_quantity) unless the stored quantity is this",
+    ),
+]
 
+
+class StockLevel(BaseModel):
     model_config = _STRICT
-    quantity: int = Field(ge=0, le=1_000_000)
+    quantity: Quantity
     reorder_level: int = Field(default=0, ge=0, le=1_000_000)
 
 
-class NewVariant(VariantIn):
+class VariantIn(StockLevel):
+    """PUT /products/{sku}/variants/{size}: the absolute stock level and reorder level."""
+
+    expected_quantity: ExpectedQuantity = None
+
+
+class NewVariant(StockLevel):
     size: Size
 
 
@@ -86,6 +105,13 @@ class Variant(BaseModel):
     quantity: int
     reorder_level: int
     updated_at: str
+
+
+class VariantWrite(BaseModel):
+    """What PUT .../variants/{size} did: the variant as written, and whether it is new."""
+
+    variant: Variant
+    created: bool
 
 
 class ProductIn(BaseModel):
@@ -137,17 +163,76 @@ class Product(BaseModel):
         return sum(v.quantity for v in self.variants)
 
 
-class AdjustmentIn(BaseModel):
-    model_config = _STRICT
-    delta: int = Field(ge=-1_000_000, le=1_000_000)
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+class AdjustmentReason(StrEnum):
+    """Why stock moved: a fixed list, so reports can group by it. Free text goes in `note`."""
 
-    @field_validator("delta")
+    RECEIVED = "received"
+    SALE = "sale"
+    RETURN = "return"
+    CORRECTION = "correction"
+    CYCLE_COUNT = "cycle_count"
+    DAMAGED = "damaged"
+    SHRINKAGE = "shrinkage"
+    PROMOTION = "promotion"
+    TRANSFER = "transfer"
+    OTHER = "other"
+
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
+def _non_zero(delta: int) -> int:
+    if delta == 0:
+        raise ValueError("delta must not be zero")
+    return delta
+
+
+Delta = Annotated[int, Field(ge=-1_000_000, le=1_000_000), AfterValidator(_non_zero)]
+
+
+class AdjustmentIn(BaseModel):
+    """POST /products/{sku}/variants/{size}/adjustments."""
+
+    model_config = _STRICT
+    delta: Delta
+    reason: AdjustmentReason
+    note: Note | None = None
+    expected_quantity: ExpectedQuantity = None
+
+
+class BulkLine(BaseModel):
+    model_config = _STRICT
+    sku: Annotated[
+        str,
+        BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
+        StringConstraints(pattern=SKU_PATTERN.pattern),
+    ]
+    size: Size
+    delta: Delta
+    expected_quantity: ExpectedQuantity = None
+
+
+# One transaction takes 100 actions: the lines' variants and the batch's own record.
+MAX_BULK_LINES = 99
+
+
+class BulkAdjustmentIn(BaseModel):
+    """POST /inventory/adjustments: every line applies, or none does."""
+
+    model_config = _STRICT
+    reason: AdjustmentReason
+    note: Note | None = None
+    lines: list[BulkLine] = Field(min_length=1, max_length=MAX_BULK_LINES)
+
+    @field_validator("lines")
     @classmethod
-    def _non_zero(cls, delta: int) -> int:
-        if delta == 0:
-            raise ValueError("delta must not be zero")
-        return delta
+    def _distinct_variants(cls, lines: list[BulkLine]) -> list[BulkLine]:
+        seen: dict[tuple[str, str], int] = {}
+        for index, line in enumerate(lines):
+            first = seen.setdefault((line.sku, line.size), index)
+            if first != index:
+                raise ValueError(f"lines {first} and {index} name the same variant {line.sku}/{line.size}")
+        return lines
 
 
 class Adjustment(BaseModel):
@@ -157,9 +242,30 @@ class Adjustment(BaseModel):
     delta: int
     quantity_before: int
     quantity_after: int
-    reason: str
+    reason: AdjustmentReason
+    note: str | None = None
     actor: str
     at: str
+    batch_id: str | None = None  # set on the lines of one POST /inventory/adjustments
+
+
+@dataclass(frozen=True)
+class StockChange:
+    """One stock movement asked for (a single adjustment, or one line of a bulk one)."""
+
+    sku: str
+    size: str
+    delta: int
+    reason: AdjustmentReason
+    note: str | None = None
+    expected_quantity: int | None = None
+
+
+class BulkAdjustment(BaseModel):
+    """The answer to a bulk adjustment: one result per line, in the order sent."""
+
+    batch_id: str
+    lines: list[Adjustment]
 
 
 class LowStockItem(BaseModel):

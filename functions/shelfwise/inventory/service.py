@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter
 
 from shelfwise import clock
-from shelfwise.errors import AlreadyExists, InsufficientStock, InvalidInput, NotFound, StorageUnavailable
+from shelfwise.errors import (
+    AlreadyExists,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    InvalidInput,
+    LinesRefused,
+    NotFound,
+    StaleQuantity,
+    StorageUnavailable,
+)
+from shelfwise.idempotency import IdempotentRequest
 from shelfwise.inventory.models import (
     SIZE_PATTERN,
     SKU_PREFIX,
     Adjustment,
+    AdjustmentReason,
+    BulkAdjustment,
+    BulkAdjustmentIn,
     Category,
     CategoryValue,
     InventoryValue,
@@ -19,13 +36,16 @@ from shelfwise.inventory.models import (
     Product,
     ProductIn,
     ProductPatch,
+    StockChange,
     Variant,
     VariantIn,
+    VariantWrite,
     looks_like_sku,
 )
 from shelfwise.observability import logger, metrics
 from shelfwise.pagination import Page
 from shelfwise.storage.inventory import InventoryRepository
+from shelfwise.storage.writes import Claim, KeyTaken
 
 CURRENCY = "USD"
 
@@ -34,17 +54,60 @@ def format_sku(prefix: str, number: int) -> str:
     return f"{prefix}-{number:04d}"
 
 
+T = TypeVar("T")
+
+
+def _json(model: type[BaseModel] | None) -> tuple[Callable[[Any], str], Callable[[str], Any]]:
+    """How an answer is stored under an Idempotency-Key, and read back."""
+    if model is None:
+        return (lambda _: "null"), (lambda _: None)
+    adapter = TypeAdapter(model)
+    return (lambda value: adapter.dump_json(value).decode()), adapter.validate_json
+
+
 class InventoryService:
     def __init__(self, repo: InventoryRepository) -> None:
         self.repo = repo
 
+    def _once(
+        self,
+        once: IdempotentRequest | None,
+        answer: type[BaseModel] | None,
+        write: Callable[[Claim | None], T],
+    ) -> T:
+        """Run a write at most once per Idempotency-Key: a key seen before answers what it answered
+        then (`once.replayed`), with another body it is refused; the record of the answer is written
+        in the write's own transaction, so a retry racing the first finds it and answers the same."""
+        if once is None:
+            return write(None)
+        encode, decode = _json(answer)
+        prior = self.repo.records.find(once)
+        if prior is None:
+            try:
+                return write(self.repo.records.claim(once, encode))
+            except KeyTaken as taken:
+                prior = taken.record
+        if prior.fingerprint != once.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for another request in the last 24 hours; send a new key"
+            )
+        once.replayed = True
+        metrics.add_metric(name="IdempotentReplays", unit="Count", value=1)
+        result: T = decode(prior.result)
+        return result
+
     # -- products -----------------------------------------------------------------------------------
-    def create_product(self, data: ProductIn, *, actor: str) -> Product:
+    def create_product(
+        self, data: ProductIn, *, actor: str, once: IdempotentRequest | None = None
+    ) -> Product:
+        return self._once(once, Product, lambda claim: self._create(data, actor, claim))
+
+    def _create(self, data: ProductIn, actor: str, claim: Claim | None) -> Product:
         prefix = SKU_PREFIX[data.category]
         for _ in range(3):
             sku = format_sku(prefix, self.repo.allocate_sku_number(prefix))
             try:
-                product = self.repo.create_product(sku, data)
+                product = self.repo.create_product(sku, data, claim)
             except AlreadyExists:
                 # Only possible if products were written with SKUs the counter never handed out
                 # (an import); the counter has moved on, so take the next number.
@@ -87,22 +150,25 @@ class InventoryService:
             category=category, name_contains=query or None, limit=limit, cursor=cursor
         )
 
-    def update_product(self, sku: str, patch: ProductPatch, *, actor: str) -> Product:
+    def update_product(
+        self, sku: str, patch: ProductPatch, *, actor: str, once: IdempotentRequest | None = None
+    ) -> Product:
         sku = _normalise_sku(sku)
         changes = patch.model_dump(exclude_unset=True)
         for field in ("name", "color", "price", "coming_soon"):
             if field in changes and changes[field] is None:
                 raise InvalidInput(f"{field} cannot be removed", field=field)
-        if changes:
-            self.repo.update_product(sku, changes)
-            logger.info("product updated", extra={"sku": sku, "fields": sorted(changes), "actor": actor})
-        return self.repo.get_product(sku)
+        if not changes:
+            return self.repo.get_product(sku)
+        product = self._once(once, Product, lambda claim: self.repo.update_product(sku, changes, claim))
+        logger.info("product updated", extra={"sku": sku, "fields": sorted(changes), "actor": actor})
+        return product
 
-    def delete_product(self, sku: str, *, actor: str) -> None:
+    def delete_product(self, sku: str, *, actor: str, once: IdempotentRequest | None = None) -> None:
         """Hide the product and its variants at once (every listing and total); the stock history is
         purged afterwards, off the request path (`purge_product`, run from the table's stream)."""
         sku = _normalise_sku(sku)
-        self.repo.delete_product(sku)
+        self._once(once, None, lambda claim: self.repo.delete_product(sku, claim))
         logger.info("product deleted", extra={"sku": sku, "actor": actor})
 
     def purge_product(self, sku: str) -> int:
@@ -115,11 +181,16 @@ class InventoryService:
         return removed
 
     # -- variants and stock -------------------------------------------------------------------------
-    def put_variant(self, sku: str, size: str, data: VariantIn, *, actor: str) -> tuple[Variant, bool]:
+    def put_variant(
+        self, sku: str, size: str, data: VariantIn, *, actor: str, once: IdempotentRequest | None = None
+    ) -> tuple[Variant, bool]:
         sku = _normalise_sku(sku)
         size = _normalise_size(size)
-        product = self.repo.get_product(sku)
-        variant, created = self.repo.put_variant(sku, product.category.value, size, data)
+        category = self.repo.get_product(sku).category.value
+        written = self._once(
+            once, VariantWrite, lambda claim: self.repo.put_variant(sku, category, size, data, claim)
+        )
+        variant, created = written.variant, written.created
         logger.info(
             "variant written",
             extra={
@@ -132,21 +203,60 @@ class InventoryService:
         )
         return variant, created
 
-    def delete_variant(self, sku: str, size: str, *, actor: str) -> None:
+    def delete_variant(
+        self, sku: str, size: str, *, actor: str, once: IdempotentRequest | None = None
+    ) -> None:
         sku, size = _normalise_sku(sku), _normalise_size(size)
-        self.repo.delete_variant(sku, size)
+        self._once(once, None, lambda claim: self.repo.delete_variant(sku, size, claim))
         logger.info("variant deleted", extra={"sku": sku, "size": size, "actor": actor})
 
-    def adjust_stock(self, sku: str, size: str, *, delta: int, reason: str, actor: str) -> Adjustment:
+    def adjust_stock(
+        self,
+        sku: str,
+        size: str,
+        *,
+        delta: int,
+        reason: AdjustmentReason | str,
+        actor: str,
+        note: str | None = None,
+        expected_quantity: int | None = None,
+        once: IdempotentRequest | None = None,
+    ) -> Adjustment:
         sku, size = _normalise_sku(sku), _normalise_size(size)
+        change = StockChange(sku, size, delta, AdjustmentReason(reason), note, expected_quantity)
         try:
-            adjustment = self.repo.adjust_stock(sku, size, delta, reason, actor)
-        except InsufficientStock:
+            adjustment = self._once(
+                once, Adjustment, lambda claim: self.repo.adjust_stock(sku, size, change, actor, claim)
+            )
+        except (InsufficientStock, StaleQuantity):
             metrics.add_metric(name="StockAdjustmentsRefused", unit="Count", value=1)
             raise
         metrics.add_metric(name="StockAdjustments", unit="Count", value=1)
-        logger.info("stock adjusted", extra=adjustment.model_dump())
+        logger.info("stock adjusted", extra=_audit_fields(adjustment))
         return adjustment
+
+    def adjust_many(
+        self, request: BulkAdjustmentIn, *, actor: str, once: IdempotentRequest | None = None
+    ) -> BulkAdjustment:
+        """Every line or none (receiving a shipment, a cycle count): see InventoryRepository.adjust_many."""
+        changes = [
+            StockChange(line.sku, line.size, line.delta, request.reason, request.note, line.expected_quantity)
+            for line in request.lines
+        ]
+        try:
+            batch = self._once(
+                once, BulkAdjustment, lambda claim: self.repo.adjust_many(changes, actor, claim)
+            )
+        except LinesRefused:
+            metrics.add_metric(name="StockAdjustmentsRefused", unit="Count", value=len(changes))
+            raise
+        metrics.add_metric(name="StockAdjustments", unit="Count", value=len(batch.lines))
+        logger.info("stock adjusted in bulk", extra={"batch_id": batch.batch_id, "lines": len(batch.lines)})
+        return batch
+
+    def file_batch(self, result: str) -> int:
+        """File a bulk adjustment's lines from its stored answer (the stream's repair path)."""
+        return self.repo.file_batch(BulkAdjustment.model_validate_json(result))
 
     def adjustments(self, sku: str, size: str, *, limit: int) -> list[Adjustment]:
         return self.repo.list_adjustments(_normalise_sku(sku), _normalise_size(size), limit)
@@ -195,3 +305,8 @@ def _normalise_size(size: str) -> str:
     if not re.match(SIZE_PATTERN, size):
         raise InvalidInput("size must be 1-10 letters, digits, '.' or '-'", field="size")
     return size
+
+
+def _audit_fields(adjustment: Adjustment) -> dict[str, Any]:
+    """What a log line says of an adjustment: not its free-text note."""
+    return adjustment.model_dump(exclude={"note"}, exclude_none=True)

@@ -214,7 +214,9 @@ class Dynamo:
                 return
             start = page.last_key
 
-    def batch_get(self, keys: Iterable[Key], *, attributes: Sequence[str] = ()) -> list[Item]:
+    def batch_get(
+        self, keys: Iterable[Key], *, attributes: Sequence[str] = (), consistent: bool = False
+    ) -> list[Item]:
         """The items at `keys` (missing ones are left out), 100 keys a call, unprocessed keys retried."""
         unique = list({tuple(sorted(k.items())): k for k in keys}.values())
         found: list[Item] = []
@@ -224,6 +226,8 @@ class Dynamo:
                 "Keys": [encode_item(k) for k in unique[i : i + _BATCH_GET]],
                 **_projection(names, attributes),
             }
+            if consistent:
+                request["ConsistentRead"] = True
             request.update(names.params())
             for out in self._until_processed("batch_get_item", {self.table: request}, "UnprocessedKeys"):
                 found += [decode_item(raw) for raw in out.get("Responses", {}).get(self.table, [])]

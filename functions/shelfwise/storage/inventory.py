@@ -5,25 +5,36 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any, Literal
 
 from shelfwise import clock
-from shelfwise.errors import AlreadyExists, InsufficientStock, NotFound, StorageError, StorageUnavailable
+from shelfwise.errors import (
+    AlreadyExists,
+    InsufficientStock,
+    LinesRefused,
+    NotFound,
+    StaleQuantity,
+    StorageError,
+    StorageUnavailable,
+)
 from shelfwise.inventory.models import (
     Adjustment,
+    BulkAdjustment,
     Category,
     LowStockItem,
     Product,
     ProductIn,
-    Variant,
+    StockChange,
     VariantIn,
+    VariantWrite,
 )
+from shelfwise.observability import logger
 from shelfwise.pagination import Page
 from shelfwise.storage.codec import decode_cursor, encode_cursor
 from shelfwise.storage.dynamo import (
     Action,
     Change,
     Check,
-    ConditionFailed,
     Delete,
     Dynamo,
     Put,
@@ -40,6 +51,7 @@ from shelfwise.storage.items import (
     SkuCounterItem,
     VariantItem,
 )
+from shelfwise.storage.writes import Claim, WriteRecords
 
 # Upper bound on items one catalog request reads while filtering by name (keeps a request bounded;
 # the caller pages on with the cursor).
@@ -52,6 +64,7 @@ _TRANSACTION = 100
 class InventoryRepository:
     def __init__(self, db: Dynamo, *, stock_retry_attempts: int = 25) -> None:
         self.db = db
+        self.records = WriteRecords(db)
         self.stock_retry_attempts = stock_retry_attempts
 
     # -- SKUs ---------------------------------------------------------------------------------------
@@ -66,22 +79,34 @@ class InventoryRepository:
         return int(counter[SkuCounterItem.NEXT])
 
     # -- products -----------------------------------------------------------------------------------
-    def create_product(self, sku: str, data: ProductIn) -> Product:
+    def create_product(self, sku: str, data: ProductIn, claim: Claim | None = None) -> Product:
         at = clock.now_iso()
         product = ProductItem.new(sku, data, at)
         variants = [
             VariantItem(sku, v.size, product.category, v.quantity, v.reorder_level, version=1, updated_at=at)
             for v in data.variants
         ]
+        result = product.product(variants)
+        actions = [Put(product.item(), absent("pk")), *(Put(v.item(), absent("pk")) for v in variants)]
         try:
-            self.db.transact(
-                [Put(product.item(), absent("pk")), *(Put(v.item(), absent("pk")) for v in variants)]
-            )
+            self._transact(actions, claim, result)
         except TransactionCancelled as exc:
             if exc.failed(0):
                 raise AlreadyExists(f"product {sku} already exists", sku=sku) from exc
             raise StorageError("a new product's variant slot was taken", sku=sku) from exc
-        return product.product(variants)
+        return result
+
+    def _transact(self, actions: list[Action], claim: Claim | None, result: object) -> None:
+        """Run a write's transaction, with the record of its answer when it came with a key; a record
+        already under the key raises KeyTaken (checked before any other reason it was cancelled)."""
+        if claim is None:
+            self.db.transact(actions)
+            return
+        try:
+            self.db.transact([*actions, claim.action(result)])
+        except TransactionCancelled as exc:
+            claim.taken(exc, len(actions))
+            raise
 
     def import_products(self, products: list[tuple[str, ProductIn]]) -> None:
         """Bulk-write new products with their variants (BatchWriteItem, 25 items a call).
@@ -118,17 +143,29 @@ class InventoryRepository:
             raise NotFound(f"product {sku} does not exist", sku=sku)
         return product.product(variants)
 
-    def update_product(self, sku: str, changes: dict[str, object]) -> None:
-        try:
-            self.db.update(
-                ProductItem.key(sku),
-                Update().set(**changes, updated_at=clock.now_iso()),
-                condition=_LIVE_PRODUCT,
-            )
-        except ConditionFailed as exc:
-            raise NotFound(f"product {sku} does not exist", sku=sku) from exc
+    def update_product(self, sku: str, changes: dict[str, object], claim: Claim | None = None) -> Product:
+        """Change a product's fields; answers the product as it is afterwards. Optimistic: the change
+        is written on the condition that the product is as it was read (`updated_at`)."""
+        for attempt in range(self.stock_retry_attempts):
+            product, variants = self._read_product(sku)
+            if product is None or product.deleted_at:
+                raise NotFound(f"product {sku} does not exist", sku=sku)
+            at = clock.now_iso()
+            changed = replace(product, **changes, updated_at=at)  # type: ignore[arg-type]
+            condition = _LIVE_PRODUCT & eq("updated_at", product.updated_at)
+            try:
+                self._transact(
+                    [Change(ProductItem.key(sku), Update().set(**changes, updated_at=at), condition)],
+                    claim,
+                    result := changed.product(variants),
+                )
+            except TransactionCancelled:
+                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # changed meanwhile: again
+                continue
+            return result
+        raise StorageUnavailable("the product kept changing while it was being written, retry", sku=sku)
 
-    def delete_product(self, sku: str) -> None:
+    def delete_product(self, sku: str, claim: Claim | None = None) -> None:
         """Hide the product and take its variants out of every index, in one transaction; the items
         and the stock history are purged afterwards, outside the request (`purge_product`).
 
@@ -147,8 +184,9 @@ class InventoryRepository:
             Change(VariantItem.key(sku, v.size), hide.copy().remove(*VariantItem.INDEX_KEYS), exists("pk"))
             for v in variants
         ]
-        try:
-            for i in range(0, len(actions), _TRANSACTION):  # the product goes first
+        try:  # the product goes first, with the key's record
+            self._transact(actions[: _TRANSACTION - 1], claim, None)
+            for i in range(_TRANSACTION - 1, len(actions), _TRANSACTION):
                 self.db.transact(actions[i : i + _TRANSACTION])
         except TransactionCancelled as exc:
             if exc.failed(0) and (exc.item(0) or {}).get("deleted_at"):
@@ -240,85 +278,137 @@ class InventoryRepository:
         variant = VariantItem.parse(item) if item else None
         return variant if variant is not None and not variant.deleted_at else None
 
-    def put_variant(self, sku: str, category: str, size: str, data: VariantIn) -> tuple[Variant, bool]:
-        """Create or replace a variant's stock and reorder level. Returns (variant, created)."""
+    def put_variant(
+        self, sku: str, category: str, size: str, data: VariantIn, claim: Claim | None = None
+    ) -> VariantWrite:
+        """Create or replace a variant's stock and reorder level, and whether it is new. With
+        `expected_quantity`, refused (StaleQuantity) unless the stored quantity is that (a variant
+        that does not exist yet holds 0)."""
         for attempt in range(self.stock_retry_attempts):
             existing = self._variant(sku, size)
+            _check_expected(sku, size, existing.quantity if existing else 0, data.expected_quantity)
             version = existing.version if existing else 0
             variant = VariantItem(
                 sku, size, category, data.quantity, data.reorder_level, version + 1, clock.now_iso()
             )
             condition = eq("version", version) if existing else absent("pk")
+            result = VariantWrite(variant=variant.variant(), created=existing is None)
             try:
-                self.db.transact([Check(ProductItem.key(sku), _LIVE_PRODUCT), Put(variant.item(), condition)])
+                self._transact(
+                    [Check(ProductItem.key(sku), _LIVE_PRODUCT), Put(variant.item(), condition)],
+                    claim,
+                    result,
+                )
             except TransactionCancelled as exc:
                 if exc.failed(0):
                     raise NotFound(f"product {sku} does not exist", sku=sku) from exc
                 self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
                 continue
-            return variant.variant(), existing is None
+            return result
         raise StorageUnavailable(
             "the variant kept changing while it was being written, retry", sku=sku, size=size
         )
 
-    def delete_variant(self, sku: str, size: str) -> None:
+    def delete_variant(self, sku: str, size: str, claim: Claim | None = None) -> None:
         try:
-            self.db.transact([Delete(VariantItem.key(sku, size), exists("pk") & absent("deleted_at"))])
+            self._transact(
+                [Delete(VariantItem.key(sku, size), exists("pk") & absent("deleted_at"))], claim, None
+            )
         except TransactionCancelled as exc:
             raise NotFound(f"variant {sku}/{size} does not exist", sku=sku, size=size) from exc
 
-    def adjust_stock(self, sku: str, size: str, delta: int, reason: str, actor: str) -> Adjustment:
-        """Add `delta` to a variant's quantity, atomically with its audit record.
+    def adjust_stock(
+        self, sku: str, size: str, change: StockChange, actor: str, claim: Claim | None = None
+    ) -> Adjustment:
+        """Add `change.delta` to a variant's quantity, atomically with its audit record.
 
         Optimistic concurrency: read the variant, write the new quantity (and the low-stock index
         keys that follow from it) on the condition that the version is unchanged, retry on a lost
-        race. A decrement below zero is refused against the freshest quantity and writes nothing.
+        race. A decrement below zero, or a quantity other than `expected_quantity`, is refused
+        against the freshest quantity and writes nothing.
         """
         for attempt in range(self.stock_retry_attempts):
             variant = self._variant(sku, size)
             if variant is None:
                 raise NotFound(f"variant {sku}/{size} does not exist", sku=sku, size=size)
-            after = variant.quantity + delta
-            if after < 0:
-                raise InsufficientStock(
-                    f"only {variant.quantity} in stock for {sku}/{size}; cannot remove {-delta}",
-                    sku=sku,
-                    size=size,
-                    quantity=variant.quantity,
-                    delta=delta,
-                )
+            _check_expected(sku, size, variant.quantity, change.expected_quantity)
+            _check_stock(sku, size, variant.quantity, change.delta)
             at = clock.now_iso()
-            adjustment = Adjustment(
-                id=uuid.uuid4().hex,
-                sku=sku,
-                size=size,
-                delta=delta,
-                quantity_before=variant.quantity,
-                quantity_after=after,
-                reason=reason,
-                actor=actor,
-                at=at,
-            )
-            changed = replace(variant, quantity=after, version=variant.version + 1, updated_at=at)
-            update = Update().set(
-                quantity=after, version=changed.version, updated_at=at, **changed.lowstock_keys()
-            )
+            adjustment = _applied(change, variant, actor, at)
             try:
-                self.db.transact(
-                    [
-                        Change(
-                            VariantItem.key(sku, size),
-                            update,
-                            eq("version", variant.version) & absent("deleted_at"),
-                        ),
-                        Put(AdjustmentItem.item(adjustment), absent("pk")),
-                    ]
+                self._transact(
+                    [*self._moved(variant, adjustment), Put(AdjustmentItem.item(adjustment), absent("pk"))],
+                    claim,
+                    adjustment,
                 )
             except TransactionCancelled:
                 self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
                 continue
             return adjustment
         raise StorageUnavailable("too many concurrent changes to this variant, retry", sku=sku, size=size)
+
+    @staticmethod
+    def _moved(variant: VariantItem, adjustment: Adjustment) -> list[Action]:
+        """The variant's new quantity (and low-stock keys), if it is still the version read."""
+        changed = replace(
+            variant, quantity=adjustment.quantity_after, version=variant.version + 1, updated_at=adjustment.at
+        )
+        update = Update().set(
+            quantity=changed.quantity,
+            version=changed.version,
+            updated_at=changed.updated_at,
+            **changed.lowstock_keys(),
+        )
+        key = VariantItem.key(variant.sku, variant.size)
+        return [Change(key, update, eq("version", variant.version) & absent("deleted_at"))]
+
+    def adjust_many(
+        self, changes: list[StockChange], actor: str, claim: Claim | None = None
+    ) -> BulkAdjustment:
+        """Apply every change or none, in one transaction with the batch's record (which holds the
+        lines: they are filed as adjustment items right after, and from the table's stream should
+        this process stop first). A line that refuses refuses the batch: LinesRefused names them all."""
+        for attempt in range(self.stock_retry_attempts):
+            found = {
+                (v.sku, v.size): v
+                for v in map(
+                    VariantItem.parse,
+                    self.db.batch_get([VariantItem.key(c.sku, c.size) for c in changes], consistent=True),
+                )
+                if not v.deleted_at
+            }
+            refused = _refusals(changes, found)
+            if refused:
+                raise LinesRefused(
+                    f"{len(refused)} of {len(changes)} lines refused; nothing changed", lines=refused
+                )
+            batch_id, at = uuid.uuid4().hex, clock.now_iso()
+            result = BulkAdjustment(
+                batch_id=batch_id,
+                lines=[_applied(c, found[(c.sku, c.size)], actor, at, batch_id) for c in changes],
+            )
+            actions = [a for line in result.lines for a in self._moved(found[(line.sku, line.size)], line)]
+            record = claim or self.records.batch(batch_id, lambda r: r.model_dump_json())
+            try:
+                self.db.transact([*actions, record.action(result, batch=True)])
+            except TransactionCancelled as exc:
+                record.taken(exc, len(actions))
+                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
+                continue
+            self.file_batch(result, on_error="log")
+            return result
+        raise StorageUnavailable("too many concurrent changes to these variants, retry")
+
+    def file_batch(self, batch: BulkAdjustment, *, on_error: Literal["log", "raise"] = "raise") -> int:
+        """Write a bulk adjustment's lines as adjustment items (idempotent: the same keys each time)."""
+        try:
+            return self.db.batch_write(puts=[AdjustmentItem.item(a) for a in batch.lines])
+        except (StorageUnavailable, StorageError):
+            if on_error == "raise":
+                raise
+            # the stock moved and the batch's record holds the lines; the stream files them
+            logger.warning("bulk adjustment lines left to the stream", extra={"batch_id": batch.batch_id})
+            return 0
 
     def list_adjustments(self, sku: str, size: str, limit: int) -> list[Adjustment]:
         page = self.db.query(
@@ -360,3 +450,57 @@ class InventoryRepository:
             if r.sku in names
         ]
         return Page(items=items, next_cursor=encode_cursor(page.last_key) if page.last_key else None)
+
+
+def _check_expected(sku: str, size: str, quantity: int, expected: int | None) -> None:
+    if expected is not None and quantity != expected:
+        raise StaleQuantity(
+            f"{sku}/{size} holds {quantity}, not the {expected} expected; nothing changed",
+            sku=sku,
+            size=size,
+            quantity=quantity,
+            expected_quantity=expected,
+        )
+
+
+def _check_stock(sku: str, size: str, quantity: int, delta: int) -> None:
+    if quantity + delta < 0:
+        raise InsufficientStock(
+            f"only {quantity} in stock for {sku}/{size}; cannot remove {-delta}",
+            sku=sku,
+            size=size,
+            quantity=quantity,
+            delta=delta,
+        )
+
+
+def _refusals(changes: list[StockChange], found: dict[tuple[str, str], VariantItem]) -> list[dict[str, Any]]:
+    """The lines of a bulk adjustment that cannot apply: `{index, code, quantity}` each."""
+    refused: list[dict[str, Any]] = []
+    for index, change in enumerate(changes):
+        variant = found.get((change.sku, change.size))
+        if variant is None:
+            refused.append({"index": index, "code": NotFound.code, "quantity": None})
+        elif change.expected_quantity is not None and variant.quantity != change.expected_quantity:
+            refused.append({"index": index, "code": StaleQuantity.code, "quantity": variant.quantity})
+        elif variant.quantity + change.delta < 0:
+            refused.append({"index": index, "code": InsufficientStock.code, "quantity": variant.quantity})
+    return refused
+
+
+def _applied(
+    change: StockChange, variant: VariantItem, actor: str, at: str, batch_id: str | None = None
+) -> Adjustment:
+    return Adjustment(
+        id=uuid.uuid4().hex,
+        sku=variant.sku,
+        size=variant.size,
+        delta=change.delta,
+        quantity_before=variant.quantity,
+        quantity_after=variant.quantity + change.delta,
+        reason=change.reason,
+        note=change.note,
+        actor=actor,
+        at=at,
+        batch_id=batch_id,
+    )

@@ -11,6 +11,8 @@
     message       USER#<uid>#CONV#<id> MSG#<seq, 10 digits>
     chunk         USER#<uid>#CONV#<id> CHUNK#<seq>#<n, 5 digits>  (an answer's text while it streams; TTL)
     usage         USER#<uid>           USAGE#<period>             (tokens and cost of a day; TTL)
+    write record  USER#<uid>#IDEM#<h>  WRITE                      (an Idempotency-Key's answer; TTL)
+                  BATCH#<id>           WRITE                      (a bulk adjustment sent without a key)
 
 In a product's partition ADJUSTMENT#... < PRODUCT < VARIANT#...: `sk >= PRODUCT` reads the product and
 its variants, never its ever-growing history. In the Catalog index a product sorts just before its
@@ -28,7 +30,7 @@ from decimal import Decimal
 from typing import Any, Final, Self
 
 from shelfwise.chat.models import Conversation, Message, StreamRecord, SummaryState
-from shelfwise.inventory.models import Adjustment, Category, Product, ProductIn, Variant
+from shelfwise.inventory.models import Adjustment, AdjustmentReason, Category, Product, ProductIn, Variant
 from shelfwise.storage.codec import Item
 from shelfwise.storage.expressions import Cond, begins_with, between, eq, ge
 
@@ -36,6 +38,7 @@ Key = dict[str, str]
 CATALOG_INDEX: Final = "Catalog"
 LOWSTOCK_INDEX: Final = "LowStock"
 ACTIVITY_INDEX: Final = "ByActivity"
+_REASONS = frozenset(AdjustmentReason)
 _SIZE_RANK = {s: i for i, s in enumerate(["XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL", "ONE"])}
 
 
@@ -211,11 +214,51 @@ class AdjustmentItem:
 
     @classmethod
     def item(cls, adjustment: Adjustment) -> Item:
-        return {**cls.key(adjustment), "type": cls.TYPE, **adjustment.model_dump()}
+        return {**cls.key(adjustment), "type": cls.TYPE, **adjustment.model_dump(exclude_none=True)}
 
     @staticmethod
     def parse(item: Item) -> Adjustment:
-        return Adjustment(**{k: v for k, v in item.items() if k in Adjustment.model_fields})
+        fields = {k: v for k, v in item.items() if k in Adjustment.model_fields}
+        if fields["reason"] not in _REASONS:  # written before reasons were a fixed list: free text
+            fields["note"] = fields.get("note") or fields["reason"]
+            fields["reason"] = AdjustmentReason.OTHER
+        return Adjustment(**fields)
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """What an inventory write answered, written in the write's own transaction and kept a day (TTL):
+    under the caller's Idempotency-Key (`h` is its SHA-256, so keys of any shape make a bounded key),
+    or under the batch id for a bulk adjustment sent without one. A bulk adjustment's record (`type`
+    "batch") holds its lines; the table's stream files them as adjustment items."""
+
+    result: str  # the answer, as JSON
+    created_at: str
+    expires_at: int  # epoch seconds; an expired record still in the table counts as absent
+    fingerprint: str | None = None  # what was asked (method, path, body): another body is a reuse
+
+    TYPE = "write"
+    BATCH_TYPE = "batch"
+    SK = "WRITE"
+
+    @classmethod
+    def key(cls, user_id: str, key_hash: str) -> Key:
+        return {"pk": f"USER#{user_id}#IDEM#{key_hash}", "sk": cls.SK}
+
+    @classmethod
+    def batch_key(cls, batch_id: str) -> Key:
+        return {"pk": f"BATCH#{batch_id}", "sk": cls.SK}
+
+    def item(self, key: Key, *, batch: bool) -> Item:
+        return {**key, "type": self.BATCH_TYPE if batch else self.TYPE, **asdict(self)}
+
+    @classmethod
+    def parse(cls, item: Item) -> Self:
+        return cls(**_fields(cls, item))
+
+    @classmethod
+    def is_batch(cls, item: Item | None) -> bool:
+        return item is not None and item.get("type") == cls.BATCH_TYPE
 
 
 class SkuCounterItem:

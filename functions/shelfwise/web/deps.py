@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shelfwise.chat.service import ChatService
 from shelfwise.errors import Forbidden, Unauthenticated
+from shelfwise.idempotency import IdempotentRequest, fingerprint
 from shelfwise.identity import Caller, caller_from_claims, verify_dev_token
 from shelfwise.inventory.service import InventoryService
 from shelfwise.services import Services
@@ -75,6 +77,34 @@ def current_caller(
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+async def idempotent_request(
+    request: Request,
+    caller: CallerDep,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="send the same key to retry a write safely: it is applied once per key "
+            "(per caller, 24 h); a repeat answers the first answer with `Idempotent-Replayed: true`",
+        ),
+    ] = None,
+) -> IdempotentRequest | None:
+    """The write's Idempotency-Key, with a fingerprint of what it asks (method, path, JSON body)."""
+    if key is None:
+        return None
+    raw = await request.body()
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode(errors="replace")
+    return IdempotentRequest(caller.user_id, key, fingerprint(request.method, request.url.path, body))
+
+
+IdempotencyDep = Annotated[IdempotentRequest | None, Depends(idempotent_request)]
 
 
 def require_admin(caller: CallerDep) -> Caller:

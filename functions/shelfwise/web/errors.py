@@ -20,6 +20,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.AlreadyExists: 409,
     errors.Conflict: 409,
     errors.InsufficientStock: 409,
+    errors.IdempotencyKeyReused: 422,
     errors.StorageUnavailable: 503,
     errors.UpstreamRateLimited: 429,
     errors.BudgetExceeded: 429,
@@ -49,6 +50,8 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
+        headers["Retry-After"] = "1"
+    if isinstance(exc, errors.IdempotencyInProgress):
         headers["Retry-After"] = "1"
     if isinstance(exc, errors.UpstreamRateLimited | errors.TurnInProgress | errors.BudgetExceeded):
         headers["Retry-After"] = str(exc.retry_after or 1)

@@ -6,9 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from shelfwise.idempotency import IdempotentRequest
 from shelfwise.inventory.models import (
     Adjustment,
     AdjustmentIn,
+    BulkAdjustment,
+    BulkAdjustmentIn,
     Category,
     InventoryValue,
     LowStockItem,
@@ -19,7 +22,7 @@ from shelfwise.inventory.models import (
     VariantIn,
 )
 from shelfwise.pagination import Page
-from shelfwise.web.deps import AdminDep, CallerDep, InventoryDep
+from shelfwise.web.deps import AdminDep, CallerDep, IdempotencyDep, InventoryDep
 
 router = APIRouter(tags=["inventory"])
 
@@ -39,10 +42,21 @@ def list_products(
     return inventory.list_products(category=category, q=q, limit=limit, cursor=cursor)
 
 
+REPLAYED = "Idempotent-Replayed"
+
+
+def _replayed(once: IdempotentRequest | None, response: Response) -> None:
+    if once is not None and once.replayed:
+        response.headers[REPLAYED] = "true"
+
+
 @router.post("/products", status_code=status.HTTP_201_CREATED)
-def create_product(body: ProductIn, inventory: InventoryDep, caller: AdminDep, response: Response) -> Product:
-    product = inventory.create_product(body, actor=caller.username)
+def create_product(
+    body: ProductIn, inventory: InventoryDep, caller: AdminDep, once: IdempotencyDep, response: Response
+) -> Product:
+    product = inventory.create_product(body, actor=caller.username, once=once)
     response.headers["Location"] = f"/products/{product.sku}"
+    _replayed(once, response)
     return product
 
 
@@ -52,35 +66,88 @@ def get_product(sku: str, inventory: InventoryDep, _: CallerDep) -> Product:
 
 
 @router.patch("/products/{sku}")
-def update_product(sku: str, body: ProductPatch, inventory: InventoryDep, caller: AdminDep) -> Product:
-    return inventory.update_product(sku, body, actor=caller.username)
+def update_product(
+    sku: str,
+    body: ProductPatch,
+    inventory: InventoryDep,
+    caller: AdminDep,
+    once: IdempotencyDep,
+    response: Response,
+) -> Product:
+    product = inventory.update_product(sku, body, actor=caller.username, once=once)
+    _replayed(once, response)
+    return product
 
 
 @router.delete("/products/{sku}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_product(sku: str, inventory: InventoryDep, caller: AdminDep) -> None:
-    inventory.delete_product(sku, actor=caller.username)
+def delete_product(
+    sku: str, inventory: InventoryDep, caller: AdminDep, once: IdempotencyDep, response: Response
+) -> None:
+    inventory.delete_product(sku, actor=caller.username, once=once)
+    _replayed(once, response)
 
 
 @router.put("/products/{sku}/variants/{size}")
 def put_variant(
-    sku: str, size: str, body: VariantIn, inventory: InventoryDep, caller: AdminDep, response: Response
+    sku: str,
+    size: str,
+    body: VariantIn,
+    inventory: InventoryDep,
+    caller: AdminDep,
+    once: IdempotencyDep,
+    response: Response,
 ) -> Variant:
-    variant, created = inventory.put_variant(sku, size, body, actor=caller.username)
+    variant, created = inventory.put_variant(sku, size, body, actor=caller.username, once=once)
     if created:
         response.status_code = status.HTTP_201_CREATED
+    _replayed(once, response)
     return variant
 
 
 @router.delete("/products/{sku}/variants/{size}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_variant(sku: str, size: str, inventory: InventoryDep, caller: AdminDep) -> None:
-    inventory.delete_variant(sku, size, actor=caller.username)
+def delete_variant(
+    sku: str, size: str, inventory: InventoryDep, caller: AdminDep, once: IdempotencyDep, response: Response
+) -> None:
+    inventory.delete_variant(sku, size, actor=caller.username, once=once)
+    _replayed(once, response)
 
 
 @router.post("/products/{sku}/variants/{size}/adjustments", status_code=status.HTTP_201_CREATED)
 def adjust_stock(
-    sku: str, size: str, body: AdjustmentIn, inventory: InventoryDep, caller: AdminDep
+    sku: str,
+    size: str,
+    body: AdjustmentIn,
+    inventory: InventoryDep,
+    caller: AdminDep,
+    once: IdempotencyDep,
+    response: Response,
 ) -> Adjustment:
-    return inventory.adjust_stock(sku, size, delta=body.delta, reason=body.reason, actor=caller.username)
+    adjustment = inventory.adjust_stock(
+        sku,
+        size,
+        delta=body.delta,
+        reason=body.reason,
+        note=body.note,
+        expected_quantity=body.expected_quantity,
+        actor=caller.username,
+        once=once,
+    )
+    _replayed(once, response)
+    return adjustment
+
+
+@router.post("/inventory/adjustments", status_code=status.HTTP_201_CREATED)
+def adjust_many(
+    body: BulkAdjustmentIn,
+    inventory: InventoryDep,
+    caller: AdminDep,
+    once: IdempotencyDep,
+    response: Response,
+) -> BulkAdjustment:
+    """Up to 99 lines (receiving a shipment, a cycle count), applied all together or not at all."""
+    batch = inventory.adjust_many(body, actor=caller.username, once=once)
+    _replayed(once, response)
+    return batch
 
 
 @router.get("/products/{sku}/variants/{size}/adjustments")
