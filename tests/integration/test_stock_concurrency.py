@@ -1,4 +1,6 @@
-"""Concurrent stock decrements never oversell: 50 buyers, 20 in stock -> exactly 20 sales, 30 refusals.
+"""Concurrent stock writes never oversell or double: 50 buyers, 20 in stock -> exactly 20 sales, with
+or without Idempotency-Keys; a retry racing its first attempt applies once; a bulk receipt racing its
+retry and single sales leaves every quantity exact.
 
 Run against DynamoDB Local (AWS's emulator, the strict judge) and against the local stack's embedded
 DynamoDB (moto server behind a request lock), each with real HTTP between threads and the database.
@@ -16,7 +18,16 @@ from infra.local.dynamodb_local import DynamoDBLocal
 from infra.local.embedded_dynamodb import EmbeddedDynamoDB
 from infra.local.table import create_table
 from shelfwise.errors import InsufficientStock
-from shelfwise.inventory.models import Category, NewVariant, ProductIn
+from shelfwise.idempotency import IdempotentRequest, fingerprint
+from shelfwise.inventory.models import (
+    Adjustment,
+    AdjustmentReason,
+    BulkAdjustmentIn,
+    BulkLine,
+    Category,
+    NewVariant,
+    ProductIn,
+)
 from shelfwise.inventory.service import InventoryService
 from shelfwise.services import Services
 from shelfwise.storage.dynamo import Dynamo, dynamodb_client
@@ -81,3 +92,98 @@ def test_fifty_concurrent_decrements_on_twenty_leave_zero(concurrent_inventory: 
     assert {a.actor for a in history} <= {f"buyer-{i}" for i in range(BUYERS)}
     low = inventory.low_stock(limit=10, cursor=None).items
     assert [(i.sku, i.size, i.quantity) for i in low] == [(product.sku, "M", 0)]
+
+
+def _tee(inventory: InventoryService, quantity: int = STOCK, *sizes: str) -> str:
+    product = inventory.create_product(
+        ProductIn(
+            category=Category.TEES,
+            name="Essential Tee",
+            color="black",
+            price=Decimal("24"),
+            variants=[NewVariant(size=size, quantity=quantity, reorder_level=5) for size in sizes or ("M",)],
+        ),
+        actor="test",
+    )
+    return product.sku
+
+
+def _request(key: str, body: object) -> IdempotentRequest:
+    return IdempotentRequest("till-user", key, fingerprint("POST", "/sale", body))
+
+
+def test_a_retry_racing_the_first_attempt_applies_once(concurrent_inventory: InventoryService) -> None:
+    """Eight copies of one sale (a client and its SDK retrying after timeouts), all at once: one
+    applies, every other answers the same adjustment, marked replayed."""
+    inventory = concurrent_inventory
+    sku = _tee(inventory)
+    attempts = [_request("sale-1001", {"delta": -3}) for _ in range(8)]
+
+    def sell(once: IdempotentRequest) -> Adjustment:
+        return inventory.adjust_stock(sku, "M", delta=-3, reason="sale", actor="till", once=once)
+
+    with ThreadPoolExecutor(max_workers=len(attempts)) as pool:
+        answers = list(pool.map(sell, attempts))
+
+    assert inventory.get_product(sku).variants[0].quantity == STOCK - 3
+    assert len({a.id for a in answers}) == 1
+    assert sorted(once.replayed for once in attempts) == [False] + [True] * 7
+    assert [a.id for a in inventory.adjustments(sku, "M", limit=10)] == [answers[0].id]
+
+
+def test_fifty_concurrent_sales_with_distinct_keys_on_twenty_sell_twenty(
+    concurrent_inventory: InventoryService,
+) -> None:
+    inventory = concurrent_inventory
+    sku = _tee(inventory)
+
+    def buy(i: int) -> str:
+        try:
+            inventory.adjust_stock(
+                sku, "M", delta=-1, reason="sale", actor="till", once=_request(f"order-{i}", {"delta": -1})
+            )
+        except InsufficientStock:
+            return "refused"
+        return "sold"
+
+    with ThreadPoolExecutor(max_workers=BUYERS) as pool:
+        outcomes = list(pool.map(buy, range(BUYERS)))
+
+    assert (outcomes.count("sold"), outcomes.count("refused")) == (STOCK, BUYERS - STOCK)
+    assert inventory.get_product(sku).variants[0].quantity == 0
+    assert len(inventory.adjustments(sku, "M", limit=100)) == STOCK
+
+
+def test_a_bulk_receipt_racing_its_retry_and_single_sales_stays_consistent(
+    concurrent_inventory: InventoryService,
+) -> None:
+    """A 20-line receipt sent twice with one key while sales hit the same variants: the receipt
+    applies once, every sale applies once, and every quantity is start + receipt - sales."""
+    inventory = concurrent_inventory
+    sizes = [f"{n}" for n in range(30, 50)]
+    sku = _tee(inventory, 10, *sizes)
+    receipt = BulkAdjustmentIn(
+        reason=AdjustmentReason.RECEIVED,
+        lines=[BulkLine(sku=sku, size=size, delta=5) for size in sizes],
+    )
+
+    def work(i: int) -> str:
+        if i < 2:
+            inventory.adjust_many(
+                receipt, actor="dock", once=_request("po-1", receipt.model_dump(mode="json"))
+            )
+            return "receipt"
+        inventory.adjust_stock(sku, sizes[i % len(sizes)], delta=-1, reason="sale", actor="till")
+        return "sale"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        done = list(pool.map(work, range(42)))
+
+    sales = {size: sum(1 for i in range(2, 42) if sizes[i % len(sizes)] == size) for size in sizes}
+    stock = {v.size: v.quantity for v in inventory.get_product(sku).variants}
+    assert done.count("receipt") == 2
+    assert stock == {size: 10 + 5 - sales[size] for size in sizes}
+    for size in sizes:
+        history = inventory.adjustments(sku, size, limit=50)
+        assert [a.delta for a in history].count(5) == 1
+        assert len(history) == 1 + sales[size]
