@@ -132,6 +132,29 @@ def test_every_inventory_write_answers_a_retry_with_its_first_answer(
     assert client.get(f"/products/{sku}", headers=admin).status_code == 404
 
 
+def test_a_retry_answers_the_first_answer_though_it_could_not_apply_now(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    """The retry of a sale that took the last units, or of one on a product since deleted, is still
+    the first answer, not a refusal."""
+    sku = create(client, admin)
+    url = f"/products/{sku}/variants/M/adjustments"
+    everything = {"delta": -20, "reason": "sale", "expected_quantity": 20}
+    first = client.post(url, json=everything, headers={**admin, **key("all-of-it")})
+    assert first.status_code == 201
+    again = client.post(url, json=everything, headers={**admin, **key("all-of-it")})
+    assert (again.status_code, again.json(), again.headers["Idempotent-Replayed"]) == (
+        201,
+        first.json(),
+        "true",
+    )
+    assert client.delete(f"/products/{sku}", headers=admin).status_code == 204
+    late = client.post(url, json=everything, headers={**admin, **key("all-of-it")})
+    assert (late.status_code, late.json()) == (201, first.json())
+    reused = client.post(url, json={**everything, "delta": -1}, headers={**admin, **key("all-of-it")})
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+
+
 def test_a_failed_write_is_not_remembered(client: TestClient, admin: dict[str, str]) -> None:
     """A refusal changed nothing, so a retry with the key runs again (and may now apply)."""
     sku = create(client, admin)

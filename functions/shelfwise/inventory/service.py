@@ -6,6 +6,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from decimal import Decimal
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
@@ -13,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 from shelfwise import clock
 from shelfwise.errors import (
     AlreadyExists,
+    DomainError,
     IdempotencyKeyReused,
     InsufficientStock,
     InvalidInput,
@@ -57,6 +59,7 @@ def format_sku(prefix: str, number: int) -> str:
 T = TypeVar("T")
 
 
+@cache
 def _json(model: type[BaseModel] | None) -> tuple[Callable[[Any], str], Callable[[str], Any]]:
     """How an answer is stored under an Idempotency-Key, and read back."""
     if model is None:
@@ -75,18 +78,23 @@ class InventoryService:
         answer: type[BaseModel] | None,
         write: Callable[[Claim | None], T],
     ) -> T:
-        """Run a write at most once per Idempotency-Key: a key seen before answers what it answered
-        then (`once.replayed`), with another body it is refused; the record of the answer is written
-        in the write's own transaction, so a retry racing the first finds it and answers the same."""
+        """Run a write at most once per Idempotency-Key. The record of its answer is one more action
+        of the write's own transaction, so a retry racing the first finds it and answers the same
+        (`once.replayed`); another body under the key is refused. The key is not read first: a repeat
+        is found by the transaction's condition, or, when the write refuses before it gets there
+        (the stock has changed since), by reading the key then."""
         if once is None:
             return write(None)
         encode, decode = _json(answer)
-        prior = self.repo.records.find(once)
-        if prior is None:
-            try:
-                return write(self.repo.records.claim(once, encode))
-            except KeyTaken as taken:
-                prior = taken.record
+        try:
+            return write(self.repo.records.claim(once, encode))
+        except KeyTaken as taken:
+            prior = taken.record
+        except DomainError:
+            found = self.repo.records.find(once)
+            if found is None:
+                raise
+            prior = found
         if prior.fingerprint != once.fingerprint:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used for another request in the last 24 hours; send a new key"

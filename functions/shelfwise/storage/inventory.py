@@ -173,7 +173,9 @@ class InventoryRepository:
         product, variants = self._read_product(sku)
         if product is None:
             raise NotFound(f"product {sku} does not exist", sku=sku)
-        if product.deleted_at:
+        if product.deleted_at:  # already hidden: nothing to write (nor to record)
+            if claim is not None:
+                claim.raise_if_taken()
             return
         at = clock.now_iso()
         hide = Update().set(deleted_at=at, updated_at=at)

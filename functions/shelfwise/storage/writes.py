@@ -14,6 +14,7 @@ from typing import Any
 
 from shelfwise import clock
 from shelfwise.idempotency import KEY_TTL_SECONDS, IdempotentRequest
+from shelfwise.storage.codec import Item
 from shelfwise.storage.dynamo import Action, Dynamo, Put, TransactionCancelled
 from shelfwise.storage.expressions import Cond, absent, lt
 from shelfwise.storage.items import Key, WriteRecord
@@ -29,6 +30,11 @@ class KeyTaken(Exception):
 
 def _free(now: int) -> Cond:
     return absent("pk") | lt("expires_at", now)
+
+
+def _live(item: Item | None) -> WriteRecord | None:
+    record = WriteRecord.parse(item) if item else None
+    return record if record is not None and record.expires_at >= int(time.time()) else None
 
 
 class Claim:
@@ -51,6 +57,11 @@ class Claim:
         )
         return Put(record.item(self.key, batch=batch), _free(now))
 
+    def raise_if_taken(self) -> None:
+        """For a write that finds nothing to do: KeyTaken when the key already holds an answer."""
+        if (record := _live(self.db.get(self.key))) is not None:
+            raise KeyTaken(record)
+
     def taken(self, exc: TransactionCancelled, index: int) -> None:
         """Raise KeyTaken when the claim, action `index` of a cancelled transaction, found a record."""
         if not exc.failed(index):
@@ -66,9 +77,7 @@ class WriteRecords:
         self.db = db
 
     def find(self, request: IdempotentRequest) -> WriteRecord | None:
-        item = self.db.get(WriteRecord.key(request.user_id, request.key_hash))
-        record = WriteRecord.parse(item) if item else None
-        return record if record is not None and record.expires_at >= int(time.time()) else None
+        return _live(self.db.get(WriteRecord.key(request.user_id, request.key_hash)))
 
     def claim(self, request: IdempotentRequest, encode: Callable[[Any], str]) -> Claim:
         return Claim(self.db, WriteRecord.key(request.user_id, request.key_hash), request.fingerprint, encode)
