@@ -62,12 +62,6 @@ class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
 
 
-class IdempotencyInProgress(Conflict):
-    """The first request with this Idempotency-Key is still being written."""
-
-    code = "idempotency_in_progress"
-
-
 class InvalidInput(DomainError):
     code = "invalid_input"
 

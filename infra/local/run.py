@@ -302,7 +302,7 @@ def _serve(options: Options) -> int:
             ).start()
             stack.callback(pump.stop, 1.0)
         _say("stream pumps: table stream -> TitleFunction (titles appear a moment after a first answer)")
-        _say("              and PurgeFunction (a deleted product's history is removed)")
+        _say("              and PurgeFunction (a deleted product's history is removed, bulk lines filed)")
         if options.lambda_mode:
             _say(f"Lambda containers: DynamoDB Local on {hosts[1]}:{options.db_port}, the model on")
             _say(f"       {hosts[1]}:{options.offline_port} (the ports events/env.local.json names)")

@@ -63,7 +63,7 @@ def _names() -> list[str]:
 
 
 def test_there_are_payloads() -> None:
-    assert _names() == ["product-hidden.json"]
+    assert _names() == ["batch-recorded.json", "product-hidden.json"]
 
 
 @pytest.mark.parametrize("name", _names())
@@ -72,7 +72,23 @@ def test_the_template_filter_passes_every_record(name: str) -> None:
     assert all(filters.matches(r) for r in json.loads((EVENTS / name).read_text())["Records"])
 
 
-@pytest.mark.parametrize("name", _names())
+def test_a_bulk_adjustments_record_files_its_lines(table: Any) -> None:
+    event = json.loads((EVENTS / "batch-recorded.json").read_text())
+    context: Any = FakeContext()
+    for _ in range(2):  # the stream may deliver a record twice: the same items again
+        assert purge.lambda_handler(event, context) == {"batchItemFailures": []}
+    filed = table.query(
+        TableName=TABLE,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :adjustment)",
+        ExpressionAttributeValues={":pk": {"S": "PRODUCT#TE-0001"}, ":adjustment": {"S": "ADJUSTMENT#"}},
+    )["Items"]
+    lines = sorted(
+        (a["size"], a["quantity_before"], a["quantity_after"], a["reason"]) for a in map(decode_item, filed)
+    )
+    assert lines == [("L", 14, 20, "received"), ("M", 17, 29, "received")]
+
+
+@pytest.mark.parametrize("name", ["product-hidden.json"])
 def test_event_replays_through_the_real_handler(
     name: str, table: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

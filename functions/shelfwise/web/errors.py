@@ -51,8 +51,6 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = "1"
-    if isinstance(exc, errors.IdempotencyInProgress):
-        headers["Retry-After"] = "1"
     if isinstance(exc, errors.UpstreamRateLimited | errors.TurnInProgress | errors.BudgetExceeded):
         headers["Retry-After"] = str(exc.retry_after or 1)
     if status >= 500:
