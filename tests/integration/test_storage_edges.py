@@ -1,15 +1,20 @@
-"""Storage edges a user would notice only over time: long stock histories and overtaken turns."""
+"""Storage edges a user would notice only over time: long stock histories, overtaken turns, and an
+assistant that can only ever read."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shelfwise import clock
 from shelfwise.chat.models import Conversation, Message
+from shelfwise.chat.tools import TOOL_NAMES, InventoryTools
 from shelfwise.inventory.models import AdjustmentReason, StockChange
+from shelfwise.services import Services
 from shelfwise.storage.conversations import ConversationRepository
 from shelfwise.storage.dynamo import Dynamo
 from shelfwise.storage.inventory import InventoryRepository
+from tests.fixtures.app import make_settings
 from tests.fixtures.catalog import black_tee
 from tests.fixtures.dynamodb import DynamoTarget
 
@@ -73,3 +78,33 @@ def test_an_overtaken_turn_keeps_its_answer_and_leaves_the_newer_lock(ddb: Dynam
         (4, "assistant"),
     ]
     assert repo.get("u", "c1").message_count == 4
+
+
+_WRITES = {"put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"}
+
+
+def test_the_assistants_tools_only_read(ddb: DynamoTarget) -> None:
+    """Every tool the assistant can call, with arguments that find something: not one write."""
+    calls: list[str] = []
+
+    class Recording(Dynamo):
+        def call(self, operation: str, /, **kwargs: Any) -> Any:
+            calls.append(operation)
+            return super().call(operation, **kwargs)
+
+    services = Services(make_settings(ddb.table_name), dynamo=Recording(ddb.client, ddb.table_name))
+    services.inventory.create_product(black_tee(("S", 1), ("M", 17)), actor="till")
+    tools = InventoryTools(services.inventory)
+    arguments = {
+        "search_products": {"query": "essential"},
+        "get_product": {"sku": "TE-0001"},
+        "list_low_stock": {},
+        "get_inventory_value": {},
+    }
+    assert set(arguments) == set(TOOL_NAMES)
+    calls.clear()
+    for name, args in arguments.items():
+        result, ok = tools.run(name, json.dumps(args))
+        assert ok, (name, result)
+    assert calls, "the tools read the table"
+    assert not _WRITES & set(calls), calls
