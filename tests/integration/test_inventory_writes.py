@@ -135,8 +135,8 @@ def test_every_inventory_write_answers_a_retry_with_its_first_answer(
 def test_a_retry_answers_the_first_answer_though_it_could_not_apply_now(
     client: TestClient, admin: dict[str, str]
 ) -> None:
-    """The retry of a sale that took the last units, or of one on a product since deleted, is still
-    the first answer, not a refusal."""
+    """The retry of a sale that took the last units, or of a sale or a variant put on a product since
+    deleted, is still the first answer, not a refusal."""
     sku = create(client, admin)
     url = f"/products/{sku}/variants/M/adjustments"
     everything = {"delta": -20, "reason": "sale", "expected_quantity": 20}
@@ -148,9 +148,13 @@ def test_a_retry_answers_the_first_answer_though_it_could_not_apply_now(
         first.json(),
         "true",
     )
+    size = f"/products/{sku}/variants/XL"
+    stocked = client.put(size, json={"quantity": 3}, headers={**admin, **key("new-size")})
     assert client.delete(f"/products/{sku}", headers=admin).status_code == 204
     late = client.post(url, json=everything, headers={**admin, **key("all-of-it")})
     assert (late.status_code, late.json()) == (201, first.json())
+    late_put = client.put(size, json={"quantity": 3}, headers={**admin, **key("new-size")})
+    assert (late_put.status_code, late_put.json()) == (201, stocked.json())
     reused = client.post(url, json={**everything, "delta": -1}, headers={**admin, **key("all-of-it")})
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
 

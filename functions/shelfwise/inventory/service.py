@@ -194,10 +194,12 @@ class InventoryService:
     ) -> tuple[Variant, bool]:
         sku = _normalise_sku(sku)
         size = _normalise_size(size)
-        category = self.repo.get_product(sku).category.value
-        written = self._once(
-            once, VariantWrite, lambda claim: self.repo.put_variant(sku, category, size, data, claim)
-        )
+
+        def write(claim: Claim | None) -> VariantWrite:
+            category = self.repo.get_product(sku).category.value
+            return self.repo.put_variant(sku, category, size, data, claim)
+
+        written = self._once(once, VariantWrite, write)
         variant, created = written.variant, written.created
         logger.info(
             "variant written",
