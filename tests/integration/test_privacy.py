@@ -461,10 +461,14 @@ class Run:
 
         # Every other request payload, the product purge, and the conversation's deletion last.
         rest = sorted(f"api/{p.name}" for p in (EVENTS / "api").glob("*.json"))
+        # a stock adjustment's free-text note, alone and in a bulk adjustment (filed from its record)
+        self.api("api/adjustment-create.json", 201, note=f"order {MARKER}")
+        self.api("api/adjustments-bulk.json", 201, note=f"PO {MARKER}")
         for name in [n for n in rest if n not in self.ran and n != "api/conversation-delete.json"]:
             self.api(name)
-        self.ran.add("purge/product-hidden.json")
-        self.batch(purge.lambda_handler, "PurgeFunction", payload("purge/product-hidden.json"))
+        for name in ("purge/product-hidden.json", "purge/batch-recorded.json"):
+            self.ran.add(name)
+            self.batch(purge.lambda_handler, "PurgeFunction", payload(name))
         self.api("api/conversation-delete.json", 204)
         self.api("api/conversation-get.json", 404)
 
