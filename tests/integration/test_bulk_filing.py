@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from infra.local.stream_pump import StreamPump
-from shelfwise.entry.purge import make_handler
 from shelfwise.errors import StorageUnavailable
 from shelfwise.idempotency import IdempotentRequest, fingerprint
 from shelfwise.inventory.models import Adjustment, AdjustmentReason, BulkAdjustmentIn, BulkLine
@@ -51,13 +49,7 @@ def test_lines_left_unfiled_are_filed_from_the_stream(ddb: DynamoTarget, with_ke
         lines=[BulkLine(sku=sku, size="S", delta=3), BulkLine(sku=sku, size="M", delta=-1)],
     )
     once = IdempotentRequest("dock", "po-7", fingerprint("POST", "/x", {})) if with_key else None
-    pump = StreamPump(
-        endpoint_url=ddb.endpoint_url,
-        table_name=ddb.table_name,
-        function="PurgeFunction",
-        handler=make_handler(lambda: services),
-        client_kwargs=ddb.client_kwargs,
-    )
+    pump = ddb.purge_pump(lambda: services)
     with pump:
         batch = inventory.adjust_many(receipt, actor="dock", once=once)  # answered: the stock moved
         assert db.failures == 0

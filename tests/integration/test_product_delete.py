@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from infra.local.stream_pump import StreamPump
 from shelfwise import clock
-from shelfwise.entry.purge import make_handler
 from shelfwise.inventory.models import Adjustment, AdjustmentReason
 from shelfwise.services import Services
 from shelfwise.storage.dynamo import Dynamo
@@ -103,13 +101,7 @@ def test_a_product_with_a_long_history_is_deleted_at_once_then_purged(ddb: Dynam
 
         # PurgeFunction, fed by the table's stream through the template's own mapping and filter
         # (the pump starts at LATEST: a product deleted from here on).
-        pump = StreamPump(
-            endpoint_url=ddb.endpoint_url,
-            table_name=ddb.table_name,
-            function="PurgeFunction",
-            handler=make_handler(lambda: services),
-            client_kwargs=ddb.client_kwargs,
-        )
+        pump = ddb.purge_pump(lambda: services)
         with pump:
             third = services.inventory.create_product(black_tee(("M", 2)), actor="till")
             _history(services, third.sku, "M", 50)

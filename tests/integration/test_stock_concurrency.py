@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 import pytest
 
@@ -24,14 +23,12 @@ from shelfwise.inventory.models import (
     AdjustmentReason,
     BulkAdjustmentIn,
     BulkLine,
-    Category,
-    NewVariant,
-    ProductIn,
 )
 from shelfwise.inventory.service import InventoryService
 from shelfwise.services import Services
 from shelfwise.storage.dynamo import Dynamo, dynamodb_client
 from tests.fixtures.app import make_settings
+from tests.fixtures.catalog import black_tee
 from tests.fixtures.dynamodb import unique_table_name
 
 BUYERS = 50
@@ -57,16 +54,7 @@ def concurrent_inventory(request: pytest.FixtureRequest) -> Iterator[InventorySe
 
 def test_fifty_concurrent_decrements_on_twenty_leave_zero(concurrent_inventory: InventoryService) -> None:
     inventory = concurrent_inventory
-    product = inventory.create_product(
-        ProductIn(
-            category=Category.TEES,
-            name="Essential Tee",
-            color="black",
-            price=Decimal("24"),
-            variants=[NewVariant(size="M", quantity=STOCK, reorder_level=5)],
-        ),
-        actor="test",
-    )
+    product = inventory.create_product(black_tee(("M", STOCK)), actor="test")
 
     def buy(i: int) -> str:
         try:
@@ -95,17 +83,7 @@ def test_fifty_concurrent_decrements_on_twenty_leave_zero(concurrent_inventory: 
 
 
 def _tee(inventory: InventoryService, quantity: int = STOCK, *sizes: str) -> str:
-    product = inventory.create_product(
-        ProductIn(
-            category=Category.TEES,
-            name="Essential Tee",
-            color="black",
-            price=Decimal("24"),
-            variants=[NewVariant(size=size, quantity=quantity, reorder_level=5) for size in sizes or ("M",)],
-        ),
-        actor="test",
-    )
-    return product.sku
+    return inventory.create_product(black_tee(*((s, quantity) for s in sizes or ("M",))), actor="test").sku
 
 
 def _request(key: str, body: object) -> IdempotentRequest:
