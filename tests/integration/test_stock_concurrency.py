@@ -35,11 +35,19 @@ BUYERS = 50
 STOCK = 20
 
 
+@pytest.fixture(scope="module")
+def own_dynamodb_local() -> Iterator[DynamoDBLocal]:
+    """A DynamoDB Local of this module's own: the session's has served other tests' big tables (a
+    10,000-item history), and its clean-up of them would stall 50 writers into read timeouts."""
+    with DynamoDBLocal() as emulator:
+        yield emulator
+
+
 @pytest.fixture(params=[pytest.param("dynamodb-local", marks=pytest.mark.slow), "embedded"])
 def concurrent_inventory(request: pytest.FixtureRequest) -> Iterator[InventoryService]:
     table = unique_table_name()
     if request.param == "dynamodb-local":
-        emulator: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
+        emulator: DynamoDBLocal = request.getfixturevalue("own_dynamodb_local")
         endpoint = emulator.endpoint_url
         client = dynamodb_client("us-east-1", endpoint)
         create_table(client, table)
