@@ -154,8 +154,10 @@ def _valid_id(value: Any) -> bool:
 class McpServer:
     """Answers one JSON-RPC message at a time with the inventory tools. Holds no per-client state."""
 
-    def __init__(self, tools: InventoryTools, *, version: str, name: str = "shelfwise") -> None:
-        self.tools = tools
+    def __init__(self, tools: Callable[[], InventoryTools], *, version: str, name: str = "shelfwise") -> None:
+        """`tools` gives the runner when a tool is first called: listing them needs no storage
+        client (on a cold start, building one costs more than the rest of an MCP answer)."""
+        self._tools = tools
         self.info = {"name": name, "title": "shelfwise inventory", "version": version}
         self._methods: dict[str, Callable[[dict[str, Any], str | None], dict[str, Any]]] = {
             "initialize": self._initialize,
@@ -292,7 +294,7 @@ class McpServer:
             raise ProtocolError(
                 INVALID_PARAMS, f"Invalid arguments for {name}: {'; '.join(problems)}", {"problems": problems}
             )
-        result, ok = self.tools.run(name, json.dumps(arguments))
+        result, ok = self._tools().run(name, json.dumps(arguments))
         emit("McpToolCalls", "Count", 1, tool=name, outcome="ok" if ok else "error")  # bounded: known tools
         read_at = result.pop("as_of", None) or clock.now_iso()
         structured = {"read_at": read_at, **result}

@@ -54,7 +54,7 @@ class Services:
         from shelfwise.chat.tools import InventoryTools
         from shelfwise.mcp import McpServer
 
-        return McpServer(InventoryTools(self.inventory), version=self.settings.version)
+        return McpServer(lambda: InventoryTools(self.inventory), version=self.settings.version)
 
     @cached_property
     def local_signing_key(self) -> bytes:
