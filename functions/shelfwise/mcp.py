@@ -318,8 +318,6 @@ def _unsupported(version: str) -> ProtocolError:
 
 
 # -- the protected resource's metadata (RFC 9728) ---------------------------------------------------
-MCP_PATH = "/mcp"
-METADATA_PATH = "/.well-known/oauth-protected-resource"
 SCOPES = ("openid", "email", "profile")
 
 
@@ -329,12 +327,13 @@ def cognito_issuer(user_pool_id: str) -> str:
     return f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
 
 
-def protected_resource_metadata(base_url: str, *, user_pool_id: str | None) -> dict[str, Any]:
-    """What an MCP client reads to find out how to get a token for `base_url`'s /mcp: the user
-    pool's issuer as the authorization server (on AWS), else the app itself (local dev tokens,
-    which no OAuth flow hands out: paste one into the client's Authorization header)."""
+def protected_resource_metadata(resource: str, *, base_url: str, user_pool_id: str | None) -> dict[str, Any]:
+    """What an MCP client reads to find out how to get a token for `resource` (the /mcp URL): the
+    user pool's issuer as the authorization server (on AWS), else the app itself at `base_url`
+    (local dev tokens, which no OAuth flow hands out: paste one into the client's Authorization
+    header)."""
     return {
-        "resource": f"{base_url}{MCP_PATH}",
+        "resource": resource,
         "authorization_servers": [cognito_issuer(user_pool_id) if user_pool_id else base_url],
         "bearer_methods_supported": ["header"],
         "scopes_supported": list(SCOPES),

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from infra.local.template import load_template, resource
-from shelfwise.mcp import METADATA_PATH, cognito_issuer
 from shelfwise.mcp import SCOPES as DOCUMENT_SCOPES
+from shelfwise.mcp import cognito_issuer
 from shelfwise.settings import Settings
+from shelfwise.web.routers.mcp import METADATA_PATH
 
 Template = dict[str, Any]
 STAGE_URL = "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}/"

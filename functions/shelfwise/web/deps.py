@@ -89,7 +89,7 @@ def mcp_caller(
     try:
         return current_caller(request, services, credentials)
     except Unauthenticated as exc:
-        from shelfwise.mcp import METADATA_PATH
+        from shelfwise.web.routers.mcp import METADATA_PATH
         from shelfwise.web.urls import public_base_url
 
         metadata = public_base_url(request, services.settings) + METADATA_PATH

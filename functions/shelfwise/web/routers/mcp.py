@@ -1,5 +1,8 @@
 """POST /mcp: the inventory tools over MCP (stateless, JSON answers); the protected-resource
-document that tells an MCP client how to get a token for it (RFC 9728, no token needed)."""
+document that tells an MCP client how to get a token for it (RFC 9728, no token needed).
+
+The MCP server (shelfwise.mcp) is imported when one of these routes is first called, not when the
+app is created: a function that never serves MCP never loads it."""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from shelfwise.mcp import MCP_PATH, METADATA_PATH, protected_resource_metadata
 from shelfwise.web.deps import McpCallerDep, ServicesDep, SettingsDep
 from shelfwise.web.errors import error_body
 from shelfwise.web.urls import public_base_url
 
 router = APIRouter(tags=["mcp"])
+
+MCP_PATH = "/mcp"
+METADATA_PATH = "/.well-known/oauth-protected-resource"
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -63,6 +68,9 @@ def mcp_no_stream() -> JSONResponse:
 def resource_metadata(request: Request, settings: SettingsDep) -> JSONResponse:
     """The MCP endpoint's protected-resource metadata (RFC 9728): where to get a token for it (the
     Cognito user pool on AWS), the header it is sent in, the scopes. No token needed."""
+    from shelfwise.mcp import protected_resource_metadata
+
     base = public_base_url(request, settings)
     pool = settings.cognito_user_pool_id if settings.auth_mode == "cognito" else None
-    return JSONResponse(protected_resource_metadata(base, user_pool_id=pool), headers=NO_STORE)
+    document = protected_resource_metadata(base + MCP_PATH, base_url=base, user_pool_id=pool)
+    return JSONResponse(document, headers=NO_STORE)
