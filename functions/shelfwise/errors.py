@@ -70,6 +70,15 @@ class Unauthenticated(DomainError):
     code = "unauthenticated"
 
 
+class ResourceUnauthenticated(Unauthenticated):
+    """No usable token for a resource that publishes its protected-resource metadata (RFC 9728):
+    the answer tells the client where that document is, so it can find how to get a token."""
+
+    def __init__(self, message: str, *, resource_metadata: str) -> None:
+        super().__init__(message)
+        self.resource_metadata = resource_metadata
+
+
 class Forbidden(DomainError):
     code = "forbidden"
 

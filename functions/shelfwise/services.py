@@ -13,6 +13,7 @@ from shelfwise.storage.inventory import InventoryRepository
 if TYPE_CHECKING:
     from shelfwise.chat.service import ChatService
     from shelfwise.chat.titles import TitleService
+    from shelfwise.mcp import McpServer
 
 
 class Services:
@@ -46,6 +47,14 @@ class Services:
             ChatModel(self.settings),
             InventoryTools(self.inventory),
         )
+
+    @cached_property
+    def mcp(self) -> McpServer:
+        """The inventory tools over MCP (POST /mcp): the chat's tool runner, built on first use."""
+        from shelfwise.chat.tools import InventoryTools
+        from shelfwise.mcp import McpServer
+
+        return McpServer(lambda: InventoryTools(self.inventory), version=self.settings.version)
 
     @cached_property
     def local_signing_key(self) -> bytes:

@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         "(on AWS: the client's callback URL names the API, so the API's function cannot name the client)",
     )
 
+    # MCP (POST /mcp): the protected-resource document (RFC 9728) names the user pool's issuer as the
+    # authorization server on AWS; without a pool (local auth) it names the app itself.
+    cognito_user_pool_id: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$",
+        description="The Cognito user pool (REGION_ID) whose tokens the API takes",
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The API's public base URL (a custom domain); unset: taken from each request",
+    )
+
     # Stock
     stock_retry_attempts: int = Field(
         default=25, ge=1, description="Optimistic-concurrency retries for one stock adjustment"

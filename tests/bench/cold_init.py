@@ -6,6 +6,11 @@ before the process is spawned to the handler's answer inside it (interpreter sta
 first invoke; interpreter shutdown is not part of a cold start). Both sides get one unmeasured run
 first so both are compared byte-compiled, then they alternate, BENCH_RUNS times (default 7), and the
 medians are reported.
+
+`cold_init.mcp` is the same cold start answering `POST /mcp` tools/list first
+(events/api/mcp-tools-list.json), against the cold start answering `GET /health`: what the MCP
+server adds to a function whose first request is an MCP client's (the MCP code is imported on that
+first call only, so `cold_init.api` does not carry it).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "_cold_init_driver.py"
 EVENT = ROOT / "events" / "api" / "health.json"
+MCP_EVENT = ROOT / "events" / "api" / "mcp-tools-list.json"
 
 APP = "shelfwise.entry.api:lambda_handler"
 BASELINE = "_baseline_app:lambda_handler"  # importable: the driver's directory is sys.path[0]
@@ -69,11 +75,11 @@ def lambda_environment() -> dict[str, str]:
     }
 
 
-def measure(handler: str, env: dict[str, str]) -> dict[str, float]:
-    """One cold start of `handler` (MODULE:ATTR) in a fresh interpreter."""
+def measure(handler: str, env: dict[str, str], event: Path = EVENT) -> dict[str, float]:
+    """One cold start of `handler` (MODULE:ATTR) in a fresh interpreter, answering `event`."""
     spawned = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     proc = subprocess.run(
-        [sys.executable, str(DRIVER), handler, str(EVENT)],
+        [sys.executable, str(DRIVER), handler, str(event)],
         env={**env, "BENCH_SPAWNED_NS": str(spawned)},
         cwd=ROOT,
         capture_output=True,
@@ -121,17 +127,21 @@ def _summary(samples: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def run() -> Iterator[dict[str, Any]]:
-    if not EVENT.is_file():
-        raise BenchError(f"missing event file {EVENT.relative_to(ROOT)}")
+    for event in (EVENT, MCP_EVENT):
+        if not event.is_file():
+            raise BenchError(f"missing event file {event.relative_to(ROOT)}")
     runs = runs_from_env()
     env = lambda_environment()
     # Unmeasured: writes the __pycache__ of both sides, so both are compared byte-compiled.
     measure(APP, env)
+    measure(APP, env, MCP_EVENT)
     measure(BASELINE, env)
     app: list[dict[str, float]] = []
+    mcp: list[dict[str, float]] = []
     baseline: list[dict[str, float]] = []
-    for _ in range(runs):  # alternate, so drift on a busy machine hits both sides alike
+    for _ in range(runs):  # alternate, so drift on a busy machine hits every side alike
         app.append(measure(APP, env))
+        mcp.append(measure(APP, env, MCP_EVENT))
         baseline.append(measure(BASELINE, env))
     yield {
         "name": "cold_init.api",
@@ -146,5 +156,19 @@ def run() -> Iterator[dict[str, Any]]:
             "event": str(EVENT.relative_to(ROOT)),
             "app": _summary(app),
             "baseline": _summary(baseline),
+        },
+    }
+    yield {
+        "name": "cold_init.mcp",
+        "value": round(statistics.median(s["total_ms"] for s in mcp), 1),
+        "unit": "ms",
+        "baseline": round(statistics.median(s["total_ms"] for s in app), 1),
+        "runs": runs,
+        "detail": {
+            "handler": APP,
+            "event": str(MCP_EVENT.relative_to(ROOT)),
+            "baseline_event": str(EVENT.relative_to(ROOT)),
+            "mcp": _summary(mcp),
+            "health": _summary(app),
         },
     }

@@ -84,6 +84,10 @@ PUBLIC_ROUTES = {
     ("/", "get"),
     ("/app/assets/{name}", "get"),
     ("/app/config", "get"),
+    # MCP: GET and DELETE answer 405 whoever asks; the protected-resource document comes before a token
+    ("/mcp", "get"),
+    ("/mcp", "delete"),
+    ("/.well-known/oauth-protected-resource", "get"),
 }
 LAYER_BUDGET_BYTES = 150 * 1024 * 1024  # Lambda allows 250 MB unzipped for function + layers
 EM_AARCH64 = 183
@@ -593,7 +597,8 @@ def test_translated_api_requires_cognito_except_public_routes(translated: Templa
 
     for path, methods in body["paths"].items():
         for method, operation in methods.items():
-            secured = {"CognitoAuthorizer": []} in operation.get("security", [])
+            # (POST /mcp lists OAuth scopes: tests/conformance/test_template_mcp.py checks them)
+            secured = any("CognitoAuthorizer" in entry for entry in operation.get("security", []))
             public = (path, method) in PUBLIC_ROUTES
             assert secured != public, f"{method} {path}: secured={secured}, listed public={public}"
 
@@ -628,6 +633,10 @@ def test_translated_api_routes_are_buffered_lambda_proxies(translated: Template)
                 "/GET/",
                 "/GET/app/assets/*",
                 "/GET/app/config",
+                "/POST/mcp",
+                "/GET/mcp",
+                "/DELETE/mcp",
+                "/GET/.well-known/oauth-protected-resource",
                 # the resources the streaming route creates, every method routed explicitly
                 "/*/conversations",
                 "/*/conversations/*",

@@ -86,6 +86,24 @@ EXPECTED: dict[str, tuple[int, Any]] = {
     "inventory-value.json": (200, lambda b: b["products"] == 40 and b["value"] > 0),
     "inventory-low-stock.json": (200, lambda b: 0 < len(b["items"]) <= 10),
     "prompts-list.json": (200, lambda b: "inventory-assistant" in {p["key"] for p in b["items"]}),
+    # POST /mcp with a Cognito access token's claims (what an MCP client's sign-in gets)
+    "mcp-tools-list.json": (
+        200,
+        lambda b: (
+            (b["jsonrpc"], b["id"]) == ("2.0", 1)
+            and [t["name"] for t in b["result"]["tools"]]
+            == ["search_products", "get_product", "list_low_stock", "get_inventory_value"]
+        ),
+    ),
+    "mcp-tools-call.json": (
+        200,
+        lambda b: (
+            b["id"] == 2
+            and b["result"]["isError"] is False
+            and b["result"]["structuredContent"]["product"]["sku"] == "TE-0001"
+            and b["result"]["structuredContent"]["read_at"].endswith("Z")
+        ),
+    ),
 }
 
 

@@ -9,7 +9,7 @@ from shelfwise.identity import refuse_local_auth_on_lambda
 from shelfwise.services import Services
 from shelfwise.settings import Settings, get_settings
 from shelfwise.web import docs, errors, page
-from shelfwise.web.routers import conversations, health, inventory, titles
+from shelfwise.web.routers import conversations, health, inventory, mcp, titles
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -32,4 +32,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(inventory.router)
     app.include_router(conversations.router)
     app.include_router(titles.router)
+    app.include_router(mcp.router)  # POST /mcp: the inventory tools over MCP
     return app

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shelfwise.chat.service import ChatService
-from shelfwise.errors import Forbidden, Unauthenticated
+from shelfwise.errors import Forbidden, ResourceUnauthenticated, Unauthenticated
 from shelfwise.idempotency import IdempotentRequest, fingerprint
 from shelfwise.identity import Caller, caller_from_claims, verify_dev_token
 from shelfwise.inventory.service import InventoryService
@@ -77,6 +77,26 @@ def current_caller(
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def mcp_caller(
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """The same identity as every route; a 401 also names the protected-resource document (RFC 9728),
+    which is how an MCP client finds where to sign in."""
+    try:
+        return current_caller(request, services, credentials)
+    except Unauthenticated as exc:
+        from shelfwise.web.routers.mcp import METADATA_PATH
+        from shelfwise.web.urls import public_base_url
+
+        metadata = public_base_url(request, services.settings) + METADATA_PATH
+        raise ResourceUnauthenticated(exc.message, resource_metadata=metadata) from exc
+
+
+McpCallerDep = Annotated[Caller, Depends(mcp_caller)]
 
 
 async def idempotent_request(

@@ -47,7 +47,9 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
     status = status_of(exc)
     headers: dict[str, str] = {}
-    if status == 401:
+    if isinstance(exc, errors.ResourceUnauthenticated):
+        headers["WWW-Authenticate"] = f'Bearer resource_metadata="{exc.resource_metadata}"'
+    elif status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = "1"
