@@ -7,15 +7,20 @@ bounded in size and never in a list.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from shelfwise.chat import grounding, memory
+from shelfwise.chat import grounding, memory, service
+from shelfwise.chat.llm import RoundEnd, StreamEvent, TextDelta, Usage
 from shelfwise.chat.models import Assembly
 from shelfwise.chat.service import ASSEMBLY_ARGUMENT_CHARS, ASSEMBLY_REQUESTS, ASSEMBLY_TOOL_CALLS
+from shelfwise.chat.tools import InventoryTools
 from tests.fixtures.app import chat_settings, make_services
 from tests.fixtures.dynamodb import DynamoTarget
+from tests.integration.test_tool_limits import USER, ScriptedModel, get_product, run_turn, wire
 from tests.integration.test_turns import QUESTION, _app, ask, new_conversation, parse_sse, seed_tees
 
 
@@ -170,7 +175,55 @@ def test_grounding_is_the_check_of_the_stored_text(chat_client: TestClient, user
     sku = seed_tees(chat_client)
     conversation_id = new_conversation(chat_client, user)
     answer = ask(chat_client, user, conversation_id, f"what's the stock of {sku}?").json()
-    product = chat_client.get(f"/products/{sku}", headers=user).json()
+    inventory = chat_client.app.state.services.inventory  # type: ignore[attr-defined]
+    result, ok = InventoryTools(inventory).run("get_product", json.dumps({"sku": sku}))
+    assert ok
     assert answer["grounding"]["unsupported"] == []
     assert answer["grounding"]["checked"] == len(list(grounding.figures(answer["content"])))
-    assert answer["grounding"] == grounding.check(answer["content"], [product])
+    assert answer["grounding"] == grounding.check(answer["content"], [result])
+
+
+class InventingModel(ScriptedModel):
+    """A model that looks the product up, then states one figure from the result and two of its own:
+    what the check is there to catch."""
+
+    async def stream(self, **kwargs: Any) -> AsyncGenerator[StreamEvent]:
+        if kwargs.get("tools") and not any(r["tools"] for r in self.requests):
+            async for event in super().stream(**kwargs):
+                yield event
+            return
+        self.requests.append({"messages": kwargs["messages"], "tools": kwargs.get("tools")})
+        yield TextDelta("We have 17 black tees in M, 40 in L and about $1,200 worth, as of 13:05 UTC.")
+        yield RoundEnd(finish_reason="stop", usage=Usage(100, 20))
+
+
+def test_a_figure_no_tool_returned_is_reported_not_rewritten(
+    ddb: DynamoTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emitted: list[tuple[str, float, dict[str, str]]] = []
+    monkeypatch.setattr(
+        service, "emit", lambda name, unit, value, **dims: emitted.append((name, value, dims))
+    )
+    model = InventingModel([[("search_products", json.dumps({"query": "tee"}))]])
+    wired = wire(ddb, model)
+    turn, events = run_turn(wired.chat, "how many black tees?")
+    assert turn.message is not None
+    assert turn.message.content.startswith("We have 17 black tees in M, 40 in L")  # said as it was
+    assert turn.message.grounding is not None
+    assert turn.message.grounding.model_dump() == {"checked": 3, "unsupported": ["40", "$1,200"]}
+    [done] = [e for e in events if e.name == "done"]
+    assert done.data["grounding"] == turn.message.grounding.model_dump()
+    assert ("UnsupportedFigures", 2, {"model": "scripted-main"}) in emitted
+    assert ("FiguresChecked", 3, {"model": "scripted-main"}) in emitted
+
+
+def test_the_assembly_of_a_200_call_turn_stays_bounded(ddb: DynamoTarget) -> None:
+    calls = [[get_product(f"TE-{50 * r + i + 1:04d}") for i in range(50)] for r in range(4)]
+    wired = wire(ddb, ScriptedModel(calls), max_tool_calls_per_round=50, max_tool_calls_per_turn=200)
+    turn, _ = run_turn(wired.chat)
+    assert turn.message is not None
+    detail = wired.chat.get_message(USER, turn.conversation.id, turn.message.id)
+    assert detail.assembly is not None
+    assert len(detail.assembly.tool_calls) == ASSEMBLY_TOOL_CALLS
+    assert detail.assembly.tool_calls_omitted == len(turn.records) - ASSEMBLY_TOOL_CALLS > 0
+    assert len(detail.assembly.model_dump_json()) < 6 * 1024

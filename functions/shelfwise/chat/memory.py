@@ -164,7 +164,8 @@ def fit_tool_round(prompt: Prompt) -> None:
 
 
 def _shrink(content: str) -> str:
-    """Halve a tool result: drop half of its list entries, or cut its text."""
+    """Halve a tool result: drop half of its list entries (saying how many are `shown`), or cut its
+    text."""
     try:
         data = json.loads(content)
     except ValueError:
@@ -174,6 +175,7 @@ def _shrink(content: str) -> str:
             if isinstance(data.get(key), list) and len(data[key]) > 1:
                 data[key] = data[key][: len(data[key]) // 2]
                 data["truncated"] = True
+                data["shown"] = len(data[key])
                 return json.dumps(data, separators=(",", ":"))
     return content[: len(content) // 2]
 

@@ -338,7 +338,7 @@ class Turn:
         said = bool(self.parts or self.records)
         if said or (self.error is None and not ended_by):
             self.grounding = Grounding.model_validate(
-                grounding.check("".join(self.parts), self.tool_results, self.user_message.content)
+                grounding.check("".join(self.parts), self._sources(), self.user_message.content)
             )
         if self.error is not None:
             status, reason = "interrupted", "upstream_error"
@@ -417,6 +417,16 @@ class Turn:
         for event in closing:
             assert self._live is not None
             self._live.publish(event)
+
+    def _sources(self) -> list[Any]:
+        """What the answer's figures may come from: every tool result as the tools returned it, and
+        as the model last saw it (a result halved to fit the budget says how many entries it kept)."""
+        sent = []
+        for message in self.prompt.extra:
+            if message.get("role") == "tool":
+                with contextlib.suppress(ValueError, TypeError):
+                    sent.append(json.loads(message["content"]))
+        return [*self.tool_results, *sent]
 
     def _count_grounding(self) -> None:
         """The operator's view of the check: figures checked and unsupported, by model."""
