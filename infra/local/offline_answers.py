@@ -1,9 +1,16 @@
 """What the offline model says: deterministic answers built from rules, never from a language model.
 
-- chat: a question about stock becomes a call of one of the inventory tools (search_products,
-  get_product, list_low_stock, get_inventory_value); once the results come back the answer is built
-  from them, with their numbers and their `as_of` time, never an invented one. Anything else gets a
-  short canned reply that echoes the question.
+- chat: a question about stock becomes a call of one of the inventory tools (search_products by
+  category or by name, get_product, list_low_stock, get_inventory_value); once the results come back
+  the answer is built from them, with their numbers and their `as_of` time. It states no figure a
+  tool did not return: no sums, differences or counts of its own (the tools report the totals and
+  counts it repeats), and a list is shown whole or said to be cut, with how many there are.
+  Generic questions get the tool that answers them: out of stock and low stock (the low-stock list,
+  or a category's products), totals and comparisons between categories (the inventory value by
+  category). A request to change stock is refused, pointing to the inventory API. Anything it does
+  not understand is said to be so, with what it can answer, never answered as something else. It
+  reads English, and the product, colour, size and stock words of Spanish, German and French; it
+  answers in English.
 - summary (the system message mentions a "running summary"): the topics the user asked about and the
   SKUs that came up, never a quantity or a price.
 - title (the system message says "name conversations"): at most six words from the first question;
@@ -44,34 +51,89 @@ class Ask:
     value: bool = False
     stockish: bool = False  # stock, how many, available, do you have, ...
     price: bool = False
+    products: tuple[str, ...] = ()  # every catalog word, in the order written
+    out_of_stock: bool = False
+    how_many: bool = False
+    totals: bool = False  # units, products or stock in total
+    compare: bool = False  # compare, versus, which category
+    write: bool = False  # asks to change stock or products
 
     @property
     def about_inventory(self) -> bool:
-        return bool(self.skus or self.low_stock or self.value or (self.product and self.stockish))
+        return bool(
+            self.skus
+            or self.low_stock
+            or self.out_of_stock
+            or self.value
+            or self.totals
+            or self.compare
+            or (self.product and (self.stockish or self.price))
+        )
+
+    @property
+    def category(self) -> str | None:
+        """The catalog category its product word names (a category word, or the category of a name
+        word: "sneaker" is footwear)."""
+        return CATEGORY_OF.get(self.product) if self.product else None
 
 
 _SKU = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2}-\d{4,})(?!\d)")
-# (pattern, catalog word): the words of infra/local/demo.py's product names. Earlier patterns win a span.
+# (pattern, catalog word): the words of infra/local/demo.py's product names and categories, in
+# English, Spanish, German and French. Earlier patterns win a span.
 _PRODUCT_WORDS: list[tuple[str, str]] = [
-    (r"t-?shirt[- ]dress(?:es)?|dress(?:es)?|frocks?", "dress"),
-    (r"t-?shirts?|tshirts?|tees?", "tee"),
-    (r"hoodies?|hoodys?", "hoodie"),
-    (r"crew-?necks?|sweatshirts?|sweaters?|jumpers?", "crewneck"),
+    (r"t-?shirt[- ]dress(?:es)?|dress(?:es)?|frocks?|vestidos?|kleid(?:er)?|robes?", "dress"),
+    (r"t-?shirts?|tshirts?|tees?|camisetas?", "tee"),
+    (
+        r"hoodies?|hoodys?|sudaderas?(?: con capucha)?|kapuzenpull(?:over|is?)|"
+        r"sweats? (?:à|a) capuche|sweat-?shirts? (?:à|a) capuche",
+        "hoodie",
+    ),
+    (r"crew-?necks?|sweatshirts?|sweaters?|jumpers?|pullover", "crewneck"),
     (r"overshirts?|flannels?", "overshirt"),
     (r"button-?downs?|oxfords?", "oxford"),
-    (r"shirts?", "shirt"),
+    (r"shirts?|camisas?|hemd(?:en)?|chemises?", "shirt"),
     (r"rain ?shells?|raincoats?", "shell"),
-    (r"jackets?|coats?", "jacket"),
+    (r"jackets?|coats?|chaquetas?|chamarras?|abrigos?|jacken?|m(?:a|ä)ntel|vestes?|manteaux?", "jacket"),
     (r"chinos?", "chino"),
-    (r"pants?|trousers?", "pant"),
-    (r"swim ?trunks?|trunks?|swimwear", "trunk"),
-    (r"shorts?", "short"),
-    (r"sneakers?|trainers?|shoes?", "sneaker"),
-    (r"boots?", "boot"),
-    (r"beanies?|hats?", "beanie"),
-    (r"totes?|bags?", "tote"),
-    (r"belts?", "belt"),
+    (r"swim ?trunks?|trunks?|swimwear|ba(?:ñ|n)adores?", "trunk"),
+    (r"shorts?|pantalones cortos|kurze hosen?", "short"),
+    (r"pants?|trousers?|pantal(?:o|ó)n(?:es)?|pantalons?|hosen?", "pant"),
+    (r"sneakers?|trainers?|zapatillas?|turnschuhe?|baskets", "sneaker"),
+    (r"boots?|botas?|stiefel|bottes?", "boot"),
+    (r"shoes?|footwear|zapatos?|schuhe|chaussures?", "footwear"),
+    (r"beanies?|hats?|gorros?|m(?:ü|u)tzen?|bonnets?", "beanie"),
+    (r"totes?|bags?|bolsas?|taschen?|sacs?", "tote"),
+    (r"belts?|cintur(?:o|ó)n(?:es)?|g(?:ü|u)rtel|ceintures?", "belt"),
+    (r"accessories|accesorios|zubeh(?:ö|o)r|accessoires", "accessory"),
 ]
+# The category each catalog word belongs to (shelfwise.inventory.models.Category's values). A word
+# that names a whole category is searched by category, so that "hoodies" finds the Fleece Crewneck
+# too; any other word is searched by name.
+CATEGORY_OF: dict[str, str] = {
+    "tee": "tees",
+    "shirt": "shirts",
+    "overshirt": "shirts",
+    "oxford": "shirts",
+    "hoodie": "hoodies",
+    "crewneck": "hoodies",
+    "jacket": "jackets",
+    "shell": "jackets",
+    "pant": "pants",
+    "chino": "pants",
+    "short": "shorts",
+    "trunk": "shorts",
+    "dress": "dresses",
+    "sneaker": "footwear",
+    "boot": "footwear",
+    "footwear": "footwear",
+    "beanie": "accessories",
+    "tote": "accessories",
+    "belt": "accessories",
+    "accessory": "accessories",
+}
+CATEGORY_WORDS = frozenset(
+    {"tee", "shirt", "hoodie", "jacket", "pant", "short", "dress", "footwear", "accessory"}
+)
 _PRODUCT_PATTERNS = [(re.compile(rf"\b(?:{p})\b", re.IGNORECASE), word) for p, word in _PRODUCT_WORDS]
 # fmt: off
 _COLORS = [  # the demo catalog's colours, multi-word ones first, and a few common others
@@ -83,6 +145,15 @@ _COLORS = [  # the demo catalog's colours, multi-word ones first, and a few comm
 # fmt: on
 _COLOR_PATTERN = re.compile(r"\b(" + "|".join(re.escape(c) for c in _COLORS) + r")\b", re.IGNORECASE)
 _GRAY = re.compile(r"\bgray\b", re.IGNORECASE)
+_COLOR_WORDS = [  # Spanish, German and French colour words -> the catalog's
+    (r"negr[oa]s?|schwarz(?:e[nrs]?)?|noir(?:e|s|es)?", "black"),
+    (r"blanc(?:o|a|os|as|he|s|hes)?|wei(?:ß|ss)(?:e[nrs]?)?", "white"),
+    (r"azul marino|marineblau(?:e[nrs]?)?|bleu marine", "navy"),
+    (r"gris(?:es)?|grau(?:e[nrs]?)?", "grey"),
+    (r"amarill[oa]s?|gelb(?:e[nrs]?)?|jaune?s?", "yellow"),
+    (r"marr(?:ó|o)n(?:es)?|braun(?:e[nrs]?)?|marron", "brown"),
+]
+_COLOR_WORD_PATTERNS = [(re.compile(rf"\b(?:{p})\b", re.IGNORECASE), color) for p, color in _COLOR_WORDS]
 _SIZE_WORDS = [
     (re.compile(r"\b(?:xx-?large|2xl|double extra large)\b", re.IGNORECASE), "XXL"),
     (re.compile(r"\b(?:extra[- ]?large|x-?large)\b", re.IGNORECASE), "XL"),
@@ -94,26 +165,72 @@ _SIZE_WORDS = [
 ]
 # Case-sensitive: "M" is a size, "m" is not; nor is the M of "I'M" or a SKU's letters.
 _SIZE_LETTERS = re.compile(r"(?<![\w'\u2019-])(XXS|XS|S|M|L|XL|XXL|XXXL)(?![\w'\u2019-])")
-_SIZE_NAMED = re.compile(r"\b(?:size|sz)\s+([A-Za-z]{1,4}|\d{2}(?:\.5)?)\b", re.IGNORECASE)
+_SIZE_NAMED = re.compile(
+    r"\b(?:size|sz|talla|gr(?:ö|oe|o)(?:ß|ss)e|taille|taglia|tamanho|maat)\s+([A-Za-z]{1,4}|\d{2}(?:\.5)?)\b",
+    re.IGNORECASE,
+)
 _SIZE_NUMBER = re.compile(r"(?<![\w.$-])(2[6-9]|3\d|4[0-8])(?![\w.%-])")
-_NUMERIC_SIZED = {"sneaker", "boot", "chino", "pant"}
+_NUMERIC_SIZED = {"sneaker", "boot", "chino", "pant", "footwear"}
 _LOW_STOCK = re.compile(
     r"low[- ]stock|stock(?:ing)? (?:is )?low|running (?:low|out|short)|run(?:s)? out|reorder|re-order|"
-    r"restock|re-stock|short supply|low on|need to order|replenish",
+    r"restock|re-stock|short supply|low on|need to order|replenish|"
+    r"poco stock|bajo stock|stock bajo|pocas existencias|casi agotad|reponer|"
+    r"wenig(?:e[nr]?)? (?:bestand|lager)|niedrige[nr]? (?:bestand|lagerbestand)|fast ausverkauft|nachbestell|"
+    r"stock faible|faible stock|presque (?:é|e)puis|bient(?:ô|o)t (?:é|e)puis|r(?:é|e)approvisionn",
+    re.IGNORECASE,
+)
+_OUT_OF_STOCK = re.compile(
+    r"out of stock|sold out|none left|no stock|agotad[oa]s?|sin (?:stock|existencias)|ausverkauft|"
+    r"nicht (?:mehr )?(?:auf lager|vorr(?:ä|a)tig|lieferbar)|rupture de stock|en rupture|"
+    r"(?:é|e)puis(?:é|e)s?",
     re.IGNORECASE,
 )
 _VALUE = re.compile(
     r"inventory value|stock value|value of (?:the |our |all |my )?(?:stock|inventory)|total value|"
-    r"\bworth\b|valuation|how much (?:is|does) (?:the |our |all )?(?:stock|inventory)",
+    r"\bworth\b|valuation|how much (?:is|does) (?:the |our |all )?(?:stock|inventory)|most valuable|"
+    r"valor (?:total )?del (?:inventario|stock)|valor total|gesamtwert|lagerwert|wert des (?:lagers|bestand)|"
+    r"valeur (?:totale )?(?:du stock|de l.inventaire)|valeur totale",
+    re.IGNORECASE,
+)
+_HOW_MANY = re.compile(r"how many|how much stock|cu(?:á|a)nt[oa]s|wie ?viele|combien", re.IGNORECASE)
+_TOTALS = re.compile(
+    r"\bin total\b|\baltogether\b|\boverall\b|\btotal (?:units|stock|number|quantity)|"
+    r"how many (?:units|items|pieces|products|variants|skus)|\ben total\b|\binsgesamt\b|\bau total\b|"
+    r"cu(?:á|a)ntos productos|wie viele (?:produkte|artikel)|combien de produits",
+    re.IGNORECASE,
+)
+_COMPARE = re.compile(
+    r"\bcompar(?:e|ing|ison|a|ar|er)\b|\bvs\.?(?!\w)|\bversus\b|\bvergleich|"
+    r"\b(?:which|what) categor|\bby category|\bper category|\bcategor(?:y|ies|(?:í|i)as?|ie|ien)\b",
+    re.IGNORECASE,
+)
+# A request to change something: an imperative (or "can you ...") at the start of the message.
+_WRITE = re.compile(
+    r"^\W*(?:(?:please|pls|kindly|por favor|bitte|s'il (?:te|vous) pla(?:î|i)t)[\s,]+)?"
+    r"(?:(?:can|could|would|will) you (?:please )?|i (?:want|need|would like) (?:you )?to |let'?s )?"
+    r"(?:set|change|update|add|remove|delete|increase|decrease|reduce|adjust|record|mark|put|restock|"
+    r"move|transfer|sell|edit|modify|rename|create|"
+    r"cambia|cambiar|actualiza|a(?:ñ|n)ade|agrega|elimina|borra|pon|sube|baja|ajusta|registra|"
+    r"setze?|(?:ä|a)ndere?|aktualisiere|f(?:ü|u)ge|l(?:ö|o)sche|erh(?:ö|o)he|verringere|buche|trage|"
+    r"changez|modifiez?|mets|mettez|ajoutez?|supprimez?|augmentez?|diminuez?|retirez?)\b",
     re.IGNORECASE,
 )
 _STOCKISH = re.compile(
     r"\bstock|how many|available|availability|inventory|do (?:you|we|i) (?:have|carry|stock|sell)|"
     r"\bhave any\b|\bgot any\b|\bleft\b|\bsizes?\b|\bcolou?rs?\b|\bprice|\bcost|\bfind\b|\bshow\b|"
-    r"\bsearch|look(?:ing)? (?:up|for)|\bcarry\b|\bsell\b|\bcheck\b|\bquantit|\bon hand\b|\bsold out\b",
+    r"\bsearch|look(?:ing)? (?:up|for)|\bcarry\b|\bsell\b|\bcheck\b|\bquantit|\bon hand\b|\bsold out\b|"
+    r"\blist\b|\ball\b|\bany\b|"
+    r"cu(?:á|a)nt[oa]s|tenemos|tienen|hay\b|existencias|inventario|"
+    r"wie ?viele|haben wir|gibt es|bestand|lager|"
+    r"combien|avons|avez|reste|inventaire",
     re.IGNORECASE,
 )
-_PRICE = re.compile(r"\bprice|\bcost|\bexpensive|\bcheap", re.IGNORECASE)
+_PRICE = re.compile(
+    r"\bprice|\bcost|\bexpensive|\bcheap|"
+    r"how much (?:is|are|does|do)\b(?! (?:the |our |all )?(?:stock|inventory))|"
+    r"\bprecio|\bpreis|\bprix|cu(?:á|a)nto cuesta|wie viel kostet|combien co(?:û|u)te",
+    re.IGNORECASE,
+)
 _GREETING = re.compile(
     r"^\s*(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|greetings)\b", re.IGNORECASE
 )
@@ -132,10 +249,13 @@ def parse_ask(text: str) -> Ask:
         for match in pattern.finditer(rest):
             found.append((match.start(), word))
             rest = _blank(rest, match)
-    product = min(found)[1] if found else None
-    colors = tuple(
-        dict.fromkeys(m.group(1).lower() for m in _COLOR_PATTERN.finditer(_GRAY.sub("grey", rest)))
-    )
+    found.sort()
+    product = found[0][1] if found else None
+    named_colors = [(m.start(), m.group(1).lower()) for m in _COLOR_PATTERN.finditer(_GRAY.sub("grey", rest))]
+    named_colors += [
+        (m.start(), color) for pattern, color in _COLOR_WORD_PATTERNS for m in pattern.finditer(rest)
+    ]
+    colors = tuple(dict.fromkeys(color for _, color in sorted(named_colors)))
     sizes: list[str] = []
     for pattern, size in _SIZE_WORDS:
         for match in pattern.finditer(rest):
@@ -147,16 +267,23 @@ def parse_ask(text: str) -> Ask:
     sizes.extend(m.group(1) for m in _SIZE_LETTERS.finditer(rest))
     if product in _NUMERIC_SIZED:
         sizes.extend(m.group(1) for m in _SIZE_NUMBER.finditer(rest))
+    low_stock = bool(_LOW_STOCK.search(text))
     return Ask(
         text=text,
         skus=skus,
         product=product,
         colors=colors,
         sizes=tuple(dict.fromkeys(sizes)),
-        low_stock=bool(_LOW_STOCK.search(text)),
+        low_stock=low_stock,
         value=bool(_VALUE.search(text)),
         stockish=bool(_STOCKISH.search(text)),
         price=bool(_PRICE.search(text)),
+        products=tuple(dict.fromkeys(word for _, word in found)),
+        out_of_stock=bool(_OUT_OF_STOCK.search(text)) and not low_stock,
+        how_many=bool(_HOW_MANY.search(text)),
+        totals=bool(_TOTALS.search(text)),
+        compare=bool(_COMPARE.search(text)),
+        write=bool(_WRITE.search(text)),
     )
 
 
@@ -311,17 +438,49 @@ def _call_key(name: str, arguments: str) -> str:
         return name + arguments
 
 
+LOW_STOCK_LIMIT = 50  # list_low_stock's most: the answer says how many it read, and if there are more
+LOW_STOCK_SHOWN = 10  # lines of a low-stock answer (the largest shortfalls); the rest are said to exist
+
+
+def search_arguments(word: str) -> dict[str, Any]:
+    """A catalog word's search: a whole category by category (its products whatever their names),
+    any other word by name."""
+    if word in CATEGORY_WORDS:
+        return {"query": "", "category": CATEGORY_OF[word]}
+    return {"query": word}
+
+
+def by_category(ask: Ask) -> bool:
+    """Answered from the inventory value by category: a comparison, a question about categories, or
+    "how many X" of whole categories without a colour or size."""
+    words = ask.products
+    if not words or not all(w in CATEGORY_WORDS for w in words):
+        return ask.compare and not words  # "which category is worth the most?"
+    if ask.compare:
+        return True
+    narrowed = ask.colors or ask.sizes or ask.price or ask.low_stock or ask.out_of_stock
+    return ask.how_many and not narrowed
+
+
 def calls_for(ask: Ask) -> list[list[tuple[str, dict[str, Any]]]]:
-    """The tool calls a question needs, in rounds: calls of one round go out together."""
+    """The tool calls a question needs, in rounds: calls of one round go out together. A request to
+    change something needs none (it is refused)."""
+    if ask.write:
+        return []
     first: list[tuple[str, dict[str, Any]]] = []
+    value = ask.value or ask.totals
     if ask.skus:
         first = [("get_product", {"sku": sku}) for sku in ask.skus[:3]]
-    elif ask.low_stock:
-        first = [("list_low_stock", {"limit": 10})]
-    elif ask.product and (ask.stockish or ask.sizes or ask.colors):
-        first = [("search_products", {"query": ask.product})]
+    elif by_category(ask):
+        value = True
+    elif ask.products and (ask.low_stock or ask.out_of_stock):
+        first = [("search_products", search_arguments(w)) for w in ask.products[:3]]
+    elif ask.low_stock or ask.out_of_stock:
+        first = [("list_low_stock", {"limit": LOW_STOCK_LIMIT})]
+    elif ask.products and (ask.stockish or ask.sizes or ask.colors or ask.price or ask.compare):
+        first = [("search_products", search_arguments(w)) for w in ask.products[:3]]
     rounds = [first] if first else []
-    if ask.value:
+    if value or (ask.compare and not first):
         rounds.append([("get_inventory_value", {})])
     return rounds
 
@@ -349,9 +508,9 @@ def _default_arguments(name: str, ask: Ask) -> dict[str, Any]:
         case "get_product":
             return {"sku": ask.skus[0] if ask.skus else ""}
         case "list_low_stock":
-            return {"limit": 10}
+            return {"limit": LOW_STOCK_LIMIT}
         case "search_products":
-            return {"query": ask.product or " ".join(ask.text.split()[:4])}
+            return search_arguments(ask.product) if ask.product else {"query": " ".join(ask.text.split()[:4])}
         case _:
             return {}
 
@@ -365,6 +524,8 @@ def plan_chat(
     ask = _follow_up(parse_ask(message_text(messages[last_user].get("content"))), messages[:last_user])
     turn = messages[last_user + 1 :]
     available = tool_names(tools)
+    if ask.write:
+        return Plan(content=REFUSE_WRITES)
     if available and tool_choice != "none":
         made = {
             _call_key(
@@ -402,9 +563,17 @@ def plan_chat(
     return Plan(content=_reply(ask, tools_offered=bool(available) and tool_choice != "none"))
 
 
+_FOLLOW_UP = re.compile(r"^\W*(?:and|what about|how about|also|y|und|et|e)\b", re.IGNORECASE)
+FOLLOW_UP_MAX_WORDS = 5
+
+
 def _follow_up(ask: Ask, earlier: Sequence[Mapping[str, Any]]) -> Ask:
-    """ "and in white?" after "black tees in M?": the product (and what is not said again) carries over."""
+    """ "and in white?" after "black tees in M?": the product (and what is not said again) carries
+    over - only to a short follow-up, never to a question of its own whose product word was not
+    recognised."""
     if ask.product or ask.skus or ask.low_stock or ask.value or not (ask.colors or ask.sizes):
+        return ask
+    if not _FOLLOW_UP.match(ask.text) and len(ask.text.split()) > FOLLOW_UP_MAX_WORDS:
         return ask
     for message in reversed(earlier):
         if message.get("role") == "user":
@@ -413,6 +582,7 @@ def _follow_up(ask: Ask, earlier: Sequence[Mapping[str, Any]]) -> Ask:
                 return replace(
                     ask,
                     product=before.product,
+                    products=before.products,
                     colors=ask.colors or before.colors,
                     sizes=ask.sizes or before.sizes,
                     stockish=True,
@@ -467,7 +637,9 @@ def _as_of(result: Mapping[str, Any]) -> str:
 
 
 def _plural(word: str) -> str:
-    return word if word.endswith("s") else (word + "es" if word.endswith(("sh", "ch", "x")) else word + "s")
+    if word.endswith(("ss", "sh", "ch", "x")):
+        return word + "es"
+    return word if word.endswith("s") else word + "s"
 
 
 def _number(value: Any, *, money: bool = False) -> str:
@@ -495,8 +667,14 @@ def _variants(product: Mapping[str, Any], sizes: Sequence[str]) -> list[Mapping[
     return variants
 
 
+def _size(variant: Mapping[str, Any]) -> str:
+    """A size as a list names it: "M", or "size 42:" for a numeric one (never read as a quantity)."""
+    size = str(variant.get("size"))
+    return f"size {size}:" if size[:1].isdigit() else size
+
+
 def _stock_list(variants: Sequence[Mapping[str, Any]]) -> str:
-    return ", ".join(f"{v.get('size')} {_number(v.get('quantity'))}" for v in variants)
+    return ", ".join(f"{_size(v)} {_number(v.get('quantity'))}" for v in variants)
 
 
 def _describe_wanted(ask: Ask, fallback: str) -> str:
@@ -507,12 +685,85 @@ def _describe_wanted(ask: Ask, fallback: str) -> str:
     return wanted
 
 
+def _count(result: Mapping[str, Any], key: str) -> Any:
+    """How many entries the tool said it returned (its own `count`), else None: never counted here."""
+    count = result.get("count")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _cut(result: Mapping[str, Any], what: str) -> str:
+    """What to say of a list that is not whole: cut to fit the prompt (`shown` of `count`), or one
+    page of a longer list (`more`)."""
+    count = _count(result, what)
+    notes = []
+    if result.get("truncated"):
+        shown = result.get("shown")
+        of = f" of the {_number(count)}" if count is not None else ""
+        notes.append(
+            f"Only {_number(shown)}{of} {what} the lookup returned fit in this answer."
+            if isinstance(shown, int)
+            else f"The lookup's list was cut to fit in this answer, so some {what} are not shown."
+        )
+    if result.get("more"):
+        read = f"the {_number(count)} {what} read here" if count is not None else f"the {what} read here"
+        notes.append(f"There are more than {read}; a narrower question finds the rest.")
+    return " ".join(notes)
+
+
+def _out_variants(product: Mapping[str, Any], sizes: Sequence[str]) -> list[Mapping[str, Any]]:
+    return [v for v in _variants(product, sizes) if v.get("quantity") == 0]
+
+
+def _low_variants(product: Mapping[str, Any], sizes: Sequence[str]) -> list[Mapping[str, Any]]:
+    low = []
+    for variant in _variants(product, sizes):
+        quantity, reorder = variant.get("quantity"), variant.get("reorder_level")
+        if isinstance(quantity, int) and isinstance(reorder, int) and quantity <= reorder:
+            low.append(variant)
+    return low
+
+
+def _answer_narrowed(products: Sequence[Mapping[str, Any]], result: Mapping[str, Any], ask: Ask) -> str:
+    """Products of a search, only the sizes out of stock (or at or below their reorder level)."""
+    when = _as_of(result)
+    out = ask.out_of_stock
+    lines = []
+    for product in products:
+        if out:
+            variants = _out_variants(product, ask.sizes)
+            if variants:
+                lines.append(
+                    f"- {_product_label(product)}: {', '.join(str(v.get('size')) for v in variants)}"
+                )
+        else:
+            variants = _low_variants(product, ask.sizes)
+            if variants:
+                stock = ", ".join(
+                    f"{_size(v)} {_number(v.get('quantity'))} "
+                    f"(reorder level {_number(v.get('reorder_level'))})"
+                    for v in variants
+                )
+                lines.append(f"- {_product_label(product)}: {stock}")
+    what = _describe_wanted(ask, "products")
+    if not lines:
+        state = "out of stock" if out else "at or below its reorder level"
+        text = f"None of the {what} I found is {state}, {when}."
+    elif out:
+        text = "\n".join([f"These {what} are out of stock (0 left) in the sizes named, {when}:", *lines])
+    else:
+        text = "\n".join([f"These {what} are at or below their reorder level, {when}:", *lines])
+    cut = _cut(result, "products")
+    return f"{text}\n{cut}" if cut else text
+
+
 def _answer_products(products: Sequence[Mapping[str, Any]], result: Mapping[str, Any], ask: Ask) -> str:
     when = _as_of(result)
     matching = [p for p in products if not ask.colors or _color_matches(p.get("color"), ask.colors)]
     matching = [p for p in matching if _variants(p, ask.sizes) or not ask.sizes]
     if not matching:
         return f"I found no {_describe_wanted(ask, 'products')} in the catalog ({when})."
+    if ask.out_of_stock or ask.low_stock:
+        return _answer_narrowed(matching, result, ask)
     notes: list[str] = []
     if len(matching) == 1:
         product = matching[0]
@@ -528,6 +779,8 @@ def _answer_products(products: Sequence[Mapping[str, Any]], result: Mapping[str,
                 text = f"We have {_number(quantity)} {label} in stock, {when}."
         elif variants:
             text = f"{_product_label(product)}, {when}: {_stock_list(variants)} in stock."
+            if not ask.sizes and product.get("total_stock") is not None:
+                text += f" That is {_number(product.get('total_stock'))} in all."
         else:
             text = f"{_product_label(product)} has no sizes set up yet ({when})."
         if ask.price and product.get("price") is not None:
@@ -536,15 +789,98 @@ def _answer_products(products: Sequence[Mapping[str, Any]], result: Mapping[str,
             notes.append("It is marked as coming soon.")
         return " ".join([text, *notes])
     lines = [f"Here is what I found, {when}:"]
-    for product in matching[:6]:
+    for product in matching:
         variants = _variants(product, ask.sizes)
         stock = _stock_list(variants) if variants else "no sizes set up"
+        if variants and not ask.sizes and product.get("total_stock") is not None:
+            stock += f" ({_number(product.get('total_stock'))} in all)"
         extra = f", priced at {_number(product.get('price'), money=True)}" if ask.price else ""
         soon = " (coming soon)" if product.get("coming_soon") else ""
         lines.append(f"- {_product_label(product)}{soon}: {stock}{extra}")
-    if len(matching) > 6:
-        lines.append(f"...and {len(matching) - 6} more; tell me a colour or size to narrow it down.")
+    cut = _cut(result, "products")
+    if cut:
+        lines.append(cut)
     return "\n".join(lines)
+
+
+def _answer_low_stock(result: Mapping[str, Any], ask: Ask) -> str:
+    """The low-stock list, whole (or said to be cut, with how many there are); for "out of stock",
+    only its entries at 0."""
+    when = _as_of(result)
+    items = [i for i in result.get("items") or () if isinstance(i, dict)]
+    if ask.product:  # a forced call for a product: its entries, if any
+        of_product = [i for i in items if ask.product in str(i.get("name", "")).lower()]
+        items = of_product or items
+    count = _count(result, "items")
+
+    def line(item: Mapping[str, Any]) -> str:
+        return (
+            f"- {item.get('name') or 'Product'} ({item.get('sku')}) size {item.get('size')}: "
+            f"{_number(item.get('quantity'))} in stock, reorder level {_number(item.get('reorder_level'))}"
+        )
+
+    if ask.out_of_stock:
+        out = [i for i in items if i.get("quantity") == 0]
+        if not out:
+            text = f"Nothing on the low-stock list is out of stock, {when}."
+        else:
+            text = "\n".join([f"These are out of stock, {when}:", *(line(i) for i in out)])
+        cut = _cut(result, "low-stock entries")
+        return f"{text}\n{cut}" if cut else text
+    if not items:
+        return f"Nothing is at or below its reorder level, {when}."
+    whole = len(items) <= LOW_STOCK_SHOWN
+    if count is not None and not ask.product:
+        head = f"{_number(count)} variants are at or below their reorder level, {when}"
+    else:
+        head = f"These are at or below their reorder level, {when}"
+    if not whole:  # the largest shortfalls first; the rest are said to be there, never dropped silently
+        head += (
+            ". Those with the largest shortfall come first; the rest are not listed here (ask about "
+            "a category or a product, or see GET /inventory/low-stock)"
+        )
+        items = sorted(items, key=lambda i: -(i.get("shortfall") or 0))[:LOW_STOCK_SHOWN]
+    lines = [head + ":", *(line(i) for i in items)]
+    cut = _cut(result, "variants")
+    if cut:
+        lines.append(cut)
+    return "\n".join(lines)
+
+
+def _answer_value(result: Mapping[str, Any], ask: Ask) -> str:
+    when = _as_of(result)
+    currency = result.get("currency") or ""
+    categories = [c for c in result.get("by_category") or () if isinstance(c, dict)]
+    asked = [CATEGORY_OF[w] for w in ask.products if w in CATEGORY_WORDS] if by_category(ask) else []
+    if asked:
+        lines = [f"Stock on hand by category, {when}:"]
+        for name in dict.fromkeys(asked):
+            entry = next((c for c in categories if c.get("category") == name), None)
+            if entry is None:
+                lines.append(f"- {name}: no stock recorded")
+            else:
+                lines.append(
+                    f"- {name}: {_number(entry.get('units'))} units worth "
+                    f"{_number(entry.get('value'), money=True)} {currency}".rstrip()
+                )
+        return "\n".join(lines)
+    text = (
+        f"{when[:1].upper()}{when[1:]} the stock on hand is {_number(result.get('units'))} units "
+        f"worth {_number(result.get('value'), money=True)} {currency}".rstrip()
+        + "."
+    )
+    if ask.totals and result.get("products") is not None:
+        text += (
+            f" That is {_number(result.get('products'))} products in "
+            f"{_number(result.get('variants'))} variants (sizes)."
+        )
+    categories.sort(key=lambda c: -float(c.get("value") or 0))
+    if categories:
+        shown = categories if ask.compare else categories[:3]
+        top = ", ".join(f"{c.get('category')} {_number(c.get('value'), money=True)}" for c in shown)
+        label = "By value" if ask.compare else "The largest categories by value"
+        text += f" {label}: {top}."
+    return text
 
 
 def _answer(name: str, result: Any, ask: Ask) -> str:
@@ -552,58 +888,28 @@ def _answer(name: str, result: Any, ask: Ask) -> str:
         return "The lookup returned something I could not read."
     when = _as_of(result)
     if result.get("error"):
-        return f"I could not look that up: {result['error']} ({when})."
+        message = result.get("message") or result["error"]
+        return f"I could not look that up: {message} ({when})."
     if name == "unknown":
         name = _guess_tool(result)
     if name == "search_products":
         products = [p for p in result.get("products") or () if isinstance(p, dict)]
-        text = _answer_products(products, result, ask)
-        if result.get("more"):
-            text += "\nThere are more matches; a more specific question narrows them down."
-        return text
+        return _answer_products(products, result, ask)
     if name == "get_product":
         product = result.get("product")
         if not isinstance(product, dict):
             return f"I could not find that product ({when})."
         return _answer_products([product], result, _without_colors(ask))
     if name == "list_low_stock":
-        items = [i for i in result.get("items") or () if isinstance(i, dict)]
-        if ask.product:
-            of_product = [i for i in items if ask.product in str(i.get("name", "")).lower()]
-            items = of_product or items
-        if not items:
-            return f"Nothing is at or below its reorder level, {when}."
-        lines = [f"These are at or below their reorder level, {when}:"]
-        for item in items[:10]:
-            lines.append(
-                f"- {item.get('name') or 'Product'} ({item.get('sku')}) size {item.get('size')}: "
-                f"{_number(item.get('quantity'))} in stock, "
-                f"reorder level {_number(item.get('reorder_level'))}"
-            )
-        if len(items) > 10 or result.get("more"):
-            lines.append("...and more.")
-        return "\n".join(lines)
+        return _answer_low_stock(result, ask)
     if name == "get_inventory_value":
-        currency = result.get("currency") or ""
-        text = (
-            f"{when.capitalize()} the stock on hand is {_number(result.get('units'))} units "
-            f"worth {_number(result.get('value'), money=True)} {currency}".rstrip()
-            + "."
-        )
-        categories = [c for c in result.get("by_category") or () if isinstance(c, dict)]
-        categories.sort(key=lambda c: -float(c.get("value") or 0))
-        if categories:
-            top = ", ".join(
-                f"{c.get('category')} {_number(c.get('value'), money=True)}" for c in categories[:3]
-            )
-            text += f" The largest categories by value: {top}."
-        return text
+        return _answer_value(result, ask)
     return f"The {name} tool answered, but I do not know how to read its result ({when})."
 
 
 def _without_colors(ask: Ask) -> Ask:
     """A product asked for by SKU: its colour is the SKU's, whatever colour words the question had."""
-    return Ask(text=ask.text, skus=ask.skus, product=ask.product, sizes=ask.sizes, price=ask.price)
+    return replace(ask, colors=())
 
 
 def _quote(text: str, max_words: int = 20) -> str:
@@ -622,18 +928,35 @@ def _reply(ask: Ask, *, tools_offered: bool) -> str:
         )
     if (ask.stockish or ask.sizes or ask.colors) and not ask.product and tools_offered:
         return (
-            f'You asked: "{_quote(ask.text)}". Which product do you mean? Tell me a product name, '
-            "a colour and a size, or a SKU like TE-0001, and I will check the live stock."
+            f'You asked: "{_quote(ask.text)}". Which product do you mean? I did not recognise one in '
+            "your question. Tell me a product name or a category (tees, shirts, hoodies, jackets, pants, "
+            "shorts, dresses, footwear, accessories), a colour and a size, or a SKU like TE-0001, and I "
+            "will check the live stock."
         )
     if _THANKS.search(ask.text):
         return "You're welcome! Ask me anytime about stock levels, sizes or what needs reordering."
+    if _GREETING.match(ask.text) and len(ask.text.split()) <= 3:
+        return f"Hello! I am the offline stand-in model of shelfwise: fixed rules, not an LLM. {CAN_ANSWER}"
     opening = "Hello! " if _GREETING.match(ask.text) else ""
     return (
-        f'{opening}You said: "{_quote(ask.text)}". I am the offline stand-in model of shelfwise, so my '
-        "answers are canned rather than thought through. I can still look up live stock for you: "
-        "ask me how many medium black tees are in stock, what is running low, or what the inventory "
-        "is worth."
+        f'{opening}I did not understand "{_quote(ask.text)}", so I have not looked anything up. I am the '
+        "offline stand-in model of shelfwise: I follow fixed rules rather than understanding language, "
+        f"and I would rather say so than answer something else. {CAN_ANSWER}"
     )
+
+
+CAN_ANSWER = (
+    "I can answer how many of a product are in stock (by name or category, colour and size, or a SKU "
+    "like TE-0001), what is out of stock or running low, the inventory's total units and value, and "
+    "how categories compare. I can read the inventory but not change it."
+)
+REFUSE_WRITES = (
+    "I cannot change stock or products: I can only read the inventory. An inventory admin changes it "
+    "through the inventory API: `POST /products/{sku}/variants/{size}/adjustments` with a delta and a "
+    "reason (or `POST /inventory/adjustments` for several lines at once), `PUT "
+    "/products/{sku}/variants/{size}` to set a quantity, `PATCH /products/{sku}` for a product's name, "
+    "colour or price, and `DELETE /products/{sku}`. I can still look up the current stock for you."
+)
 
 
 _NUMBERS = re.compile(r"\$?\d[\d,.]*")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, Playwright, Route, expect, sync_playwright
 
 from tests.fixtures.local_stack import ROOT, LocalStack
 
@@ -352,6 +353,50 @@ def test_markdown_in_the_answer_is_formatted_and_markup_inside_it_stays_text(
     content = stored_answer(stack, page)["content"]
     assert "\n- " in content, content
     shows_as_formatted(answer, content)
+    assert dialogs(page).seen == []
+
+
+_GROUNDING = re.compile(r'("unsupported"\s*:\s*)\[\]')
+_MESSAGES = re.compile(r".*/conversations/[0-9a-f]{32}/messages(/[0-9a-f]{32})?(\?.*)?$")
+
+
+def test_figures_no_lookup_returned_are_marked_in_the_answer(
+    open_page: Callable[..., Page], stack: LocalStack
+) -> None:
+    page = open_page()
+    sign_in(page, "checker")
+    new_chat(page)
+    # the offline stand-in states only figures its tools returned: nothing is marked
+    answer = ask(page, STOCK_QUESTION)
+    wait_until_answered(page)
+    stored = stored_answer(stack, page)
+    assert stored["grounding"]["unsupported"] == [], stored
+    assert "17" in stored["content"], stored["content"]
+    expect(answer.locator("mark")).to_have_count(0)
+    details = page.locator("#log .msg.assistant details").last
+    expect(details).to_contain_text("all found in this answer's lookups")
+
+    # an answer whose check found a figure no lookup held (as a real model's may): the server says
+    # so in `done`, in the message and in the list; here the responses are edited to say it of "17"
+    def says_17_is_unsupported(route: Route) -> None:
+        response = route.fetch()
+        body = _GROUNDING.sub(r'\1["17"]', response.text())
+        route.fulfill(response=response, body=body)
+
+    page.route(_MESSAGES, says_17_is_unsupported)
+    answer = ask(page, STOCK_QUESTION)
+    wait_until_answered(page)
+    marked = answer.locator("mark.unsupported")
+    expect(marked).to_have_text(["17"])  # that figure, where it stands, and no other
+    expect(marked).to_have_attribute("title", "No lookup in this answer returned this figure")
+    expect(answer).to_contain_text(stored["content"].splitlines()[1].removeprefix("- "))  # text unchanged
+    expect(page.locator("#log .msg.assistant details").last).to_contain_text(
+        "not found in any lookup (marked): 17"
+    )
+    # opened again (from the list of messages), the mark is still there
+    page.reload()
+    expect(page.locator("#log .msg.assistant").last.locator("mark.unsupported")).to_have_text(["17"])
+    expect(page.locator("#log script")).to_have_count(0)
     assert dialogs(page).seen == []
 
 

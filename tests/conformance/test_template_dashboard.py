@@ -84,6 +84,8 @@ def test_the_dashboard_covers_what_an_operator_watches(template: Template) -> No
         "BudgetRejections",
         "TitleOutcomes",
         "StreamDisconnects",
+        "FiguresChecked",
+        "UnsupportedFigures",
     } <= names
     text = json.dumps(dashboard(template))
     for aws in ("AWS/ApiGateway", "AWS/Lambda", "AWS/SQS", "ConcurrentExecutions", "Throttles", "5XXError"):

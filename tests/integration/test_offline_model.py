@@ -284,7 +284,7 @@ def test_a_stock_question_becomes_a_search_products_call(offline: OfflineModel) 
     assert out.content == ""
     [call] = out.tool_calls.values()
     assert call["name"] == "search_products"
-    assert json.loads(call["arguments"]) == {"query": "tee"}
+    assert json.loads(call["arguments"]) == {"query": "", "category": "tees"}
     assert call["id"].startswith("call_")
     argument_chunks = [
         c
@@ -300,7 +300,7 @@ def test_a_stock_question_becomes_a_search_products_call(offline: OfflineModel) 
 
 def test_the_answer_comes_from_the_tool_result(offline: OfflineModel) -> None:
     question = "how many medium black tees are in stock?"
-    messages = tool_turn(question, "search_products", {"query": "tee"}, TEES)
+    messages = tool_turn(question, "search_products", {"query": "", "category": "tees"}, TEES)
     out = run(offline, lambda c: stream(c, messages, tools=TOOLS))
     assert out.finish_reason == "stop"
     assert out.tool_calls == {}
@@ -313,12 +313,16 @@ def test_the_answer_comes_from_the_tool_result(offline: OfflineModel) -> None:
 
 
 def test_several_matches_become_a_list_and_none_is_said_plainly(offline: OfflineModel) -> None:
-    messages = tool_turn("do you have tees in medium?", "search_products", {"query": "tee"}, TEES)
+    messages = tool_turn(
+        "do you have tees in medium?", "search_products", {"query": "", "category": "tees"}, TEES
+    )
     out = run(offline, lambda c: stream(c, messages, tools=TOOLS))
     assert "TE-0001" in out.content
     assert "TE-0002" in out.content
     assert "TE-0007" in out.content
-    nothing = tool_turn("any purple hoodies in stock?", "search_products", {"query": "hoodie"}, TEES)
+    nothing = tool_turn(
+        "any purple hoodies in stock?", "search_products", {"query": "", "category": "hoodies"}, TEES
+    )
     out = run(offline, lambda c: stream(c, nothing, tools=TOOLS))
     assert "no purple hoodies" in out.content
     assert not re.search(r"\d+ (?:in stock|units)", out.content)
@@ -351,7 +355,7 @@ def test_low_stock_and_inventory_value(offline: OfflineModel) -> None:
     low = [SYSTEM, {"role": "user", "content": "What is running low? Anything to reorder?"}]
     out = run(offline, lambda c: stream(c, low, tools=TOOLS))
     [call] = out.tool_calls.values()
-    assert (call["name"], json.loads(call["arguments"])) == ("list_low_stock", {"limit": 10})
+    assert (call["name"], json.loads(call["arguments"])) == ("list_low_stock", {"limit": 50})
     items = {
         "as_of": AS_OF,
         "items": [
@@ -368,7 +372,7 @@ def test_low_stock_and_inventory_value(offline: OfflineModel) -> None:
     answer = run(
         offline,
         lambda c: stream(
-            c, tool_turn(low[1]["content"], "list_low_stock", {"limit": 10}, items), tools=TOOLS
+            c, tool_turn(low[1]["content"], "list_low_stock", {"limit": 50}, items), tools=TOOLS
         ),
     )
     assert "TE-0001" in answer.content
@@ -397,7 +401,7 @@ def test_low_stock_and_inventory_value(offline: OfflineModel) -> None:
 
 def test_a_second_round_but_never_a_loop(offline: OfflineModel) -> None:
     question = "How many black tees do we have, and what is the inventory worth?"
-    messages = tool_turn(question, "search_products", {"query": "tee"}, TEES)
+    messages = tool_turn(question, "search_products", {"query": "", "category": "tees"}, TEES)
     second = run(offline, lambda c: stream(c, messages, tools=TOOLS))
     assert [c["name"] for c in second.tool_calls.values()] == ["get_inventory_value"]
     value = {"as_of": AS_OF, "currency": "USD", "units": 10, "value": 240.0, "by_category": []}
@@ -421,7 +425,10 @@ def test_a_second_round_but_never_a_loop(offline: OfflineModel) -> None:
     assert "240.00 USD" in final.content
     # the same call already made this turn is never made again
     repeat = tool_turn(
-        "how many black tees?", "search_products", {"query": "tee"}, {"as_of": AS_OF, "products": []}
+        "how many black tees?",
+        "search_products",
+        {"query": "", "category": "tees"},
+        {"as_of": AS_OF, "products": []},
     )
     out = run(offline, lambda c: stream(c, repeat, tools=TOOLS))
     assert out.finish_reason == "stop"
@@ -436,7 +443,7 @@ def test_a_follow_up_keeps_the_product(offline: OfflineModel) -> None:
         {"role": "user", "content": "and in white?"},
     ]
     out = run(offline, lambda c: stream(c, messages, tools=TOOLS))
-    assert json.loads(out.tool_calls[0]["arguments"]) == {"query": "tee"}
+    assert json.loads(out.tool_calls[0]["arguments"]) == {"query": "", "category": "tees"}
     messages += [
         {
             "role": "assistant",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -58,12 +59,12 @@ def test_colors_sizes_and_skus() -> None:
 
 def test_calls_for_questions() -> None:
     assert calls_for(parse_ask("how many medium black tees are in stock?")) == [
-        [("search_products", {"query": "tee"})]
+        [("search_products", {"query": "", "category": "tees"})]
     ]
     assert calls_for(parse_ask("stock of TE-0001 and TE-0002?")) == [
         [("get_product", {"sku": "TE-0001"}), ("get_product", {"sku": "TE-0002"})]
     ]
-    assert calls_for(parse_ask("what should we reorder?")) == [[("list_low_stock", {"limit": 10})]]
+    assert calls_for(parse_ask("what should we reorder?")) == [[("list_low_stock", {"limit": 50})]]
     assert calls_for(parse_ask("what is the inventory worth?")) == [[("get_inventory_value", {})]]
     assert calls_for(parse_ask("hello!")) == []
     assert calls_for(parse_ask("what is in stock?")) == []  # which product? the model asks back
@@ -156,3 +157,80 @@ def test_an_inventory_value_result_with_a_product_count_is_read_as_a_value() -> 
         "chat", messages, [{"type": "function", "function": {"name": "get_inventory_value"}}], None
     )
     assert "288" in (plan.content or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "product", "colors", "sizes"),
+    [
+        ("¿cuántas camisetas negras talla M tenemos?", "tee", ("black",), ("M",)),
+        ("Wie viele schwarze T-Shirts in Größe M haben wir?", "tee", ("black",), ("M",)),
+        ("Combien de t-shirts noirs en taille M avons-nous ?", "tee", ("black",), ("M",)),
+        ("¿Cuántas sudaderas blancas tenemos?", "hoodie", ("white",), ()),
+        ("Haben wir Stiefel in Größe 42?", "boot", (), ("42",)),
+        ("pantalones cortos azul marino", "short", ("navy",), ()),
+    ],
+)
+def test_spanish_german_and_french_words(
+    text: str, product: str, colors: tuple[str, ...], sizes: tuple[str, ...]
+) -> None:
+    ask = parse_ask(text)
+    assert (ask.product, ask.colors, ask.sizes) == (product, colors, sizes)
+
+
+@pytest.mark.parametrize(
+    ("text", "calls"),
+    [
+        # a whole category is searched by category (its products whatever their names), a name by name
+        ("which hoodies are out of stock?", [[("search_products", {"query": "", "category": "hoodies"})]]),
+        ("any chelsea boots in 42?", [[("search_products", {"query": "boot"})]]),
+        # generic stock questions get the tool that answers them
+        ("which products are out of stock?", [[("list_low_stock", {"limit": 50})]]),
+        ("¿Qué productos tienen poco stock?", [[("list_low_stock", {"limit": 50})]]),
+        ("Welche Produkte sind ausverkauft?", [[("list_low_stock", {"limit": 50})]]),
+        ("compare stock of jackets vs pants", [[("get_inventory_value", {})]]),
+        ("how many hoodies do we have?", [[("get_inventory_value", {})]]),
+        ("how many units do we have in total?", [[("get_inventory_value", {})]]),
+        ("which category is worth the most?", [[("get_inventory_value", {})]]),
+        (
+            "compare sneakers and boots",
+            [[("search_products", {"query": "sneaker"}), ("search_products", {"query": "boot"})]],
+        ),
+        # a request to change something calls nothing: it is refused
+        ("set the stock of TE-0001 size M to 20", []),
+        ("please add 5 black tees in size M", []),
+        ("cambia el stock de TE-0001 a 5", []),
+        ("Setze den Bestand von TE-0001 auf 3", []),
+        ("what should we restock?", [[("list_low_stock", {"limit": 50})]]),  # a question, not a write
+        ("do we sell socks?", []),
+    ],
+)
+def test_calls_for_generic_questions_and_writes(text: str, calls: list[Any]) -> None:
+    assert calls_for(parse_ask(text)) == calls
+
+
+def _chat(*user_turns: str) -> str:
+    from infra.local.offline_answers import respond
+
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You help."}]
+    for turn in user_turns:
+        messages += [{"role": "user", "content": turn}, {"role": "assistant", "content": "ok"}]
+    tools = [{"type": "function", "function": {"name": "search_products"}}]
+    plan = respond("chat", messages[:-1], tools, None)
+    return plan.content or json.dumps([(c.name, c.arguments) for c in plan.tool_calls])
+
+
+def test_writes_are_refused_pointing_to_the_api_and_the_unknown_is_said_to_be_so() -> None:
+    refusal = _chat("set the stock of TE-0001 size M to 20")
+    assert "cannot change stock" in refusal
+    assert "/adjustments" in refusal
+    unknown = _chat("what's the weather like tomorrow?")
+    assert "did not understand" in unknown
+    assert "out of stock or running low" in unknown  # what it can answer
+
+
+def test_a_product_carries_over_only_to_a_short_follow_up() -> None:
+    assert "tees" in _chat("any black tees in M?", "and in white?")
+    # a question of its own whose product word is unknown does not inherit the earlier product
+    other = _chat("any chelsea boots in 42?", "do we have any of the wool socks in size M please?")
+    assert "boot" not in other
+    assert "Which product do you mean?" in other

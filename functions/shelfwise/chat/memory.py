@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shelfwise.chat import tokens
-from shelfwise.chat.models import Message
+from shelfwise.chat.models import AssemblyHistory, Message, PromptParts
 from shelfwise.errors import InvalidInput
 
 SUMMARY_HEADER = (
@@ -33,6 +33,12 @@ class Prompt:
     tools: Sequence[dict[str, Any]]
     budget: int
     extra: list[dict[str, Any]] = field(default_factory=list)  # tool rounds of this turn
+    # what the assembly record tells of it (models.Assembly)
+    persona: str = ""  # the persona's prompt alone (the system message may add the summary)
+    read: int = 0  # messages of the window read
+    trimmed: int = 0  # read, with text, left out by the budget when the prompt was built
+    sent_at_first: list[int] = field(default_factory=list)  # the history seqs of the first request
+    shrunk: int = 0  # tool results halved to fit
 
     def messages(self) -> list[dict[str, Any]]:
         return [self.system, *self.history, self.new, *self.extra]
@@ -51,6 +57,48 @@ class Prompt:
         self.history.pop(0)
         self.history_seqs.pop(0)
         return True
+
+    def parts(self) -> PromptParts:
+        """This request's tokens by part (the summary's are the system message's beyond the persona's)."""
+        system = tokens.count_message({"role": "system", "content": self.persona})
+        whole_system = tokens.count_message(self.system)
+        parts = PromptParts(
+            system=system if self.persona else whole_system,
+            summary=max(0, whole_system - system) if self.persona else 0,
+            tools=tokens.count_tools(self.tools),
+            history=sum(tokens.count_message(m) for m in self.history),
+            new_message=tokens.count_message(self.new),
+            tool_rounds=sum(tokens.count_message(m) for m in self.extra),
+            total=self.tokens(),
+        )
+        named = parts.system + parts.summary + parts.tools + parts.history + parts.new_message
+        parts.framing = parts.total - named - parts.tool_rounds
+        return parts
+
+    def history_record(self) -> AssemblyHistory:
+        """The history sent (seqs of the first request, as ranges) and what the budget left out."""
+        return AssemblyHistory(
+            read=self.read,
+            sent=seq_ranges(self.sent_at_first),
+            sent_count=len(self.sent_at_first),
+            trimmed=self.trimmed,
+            dropped_for_tools=len(set(self.sent_at_first) - set(self.history_seqs)),
+        )
+
+
+MAX_SEQ_RANGES = 20
+
+
+def seq_ranges(seqs: Sequence[int], *, max_ranges: int = MAX_SEQ_RANGES) -> list[list[int]]:
+    """[1, 2, 3, 7, 8] -> [[1, 3], [7, 8]]: at most `max_ranges` ranges, the newest kept (bounded
+    whatever the window)."""
+    ranges: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return ranges[-max_ranges:]
 
 
 def system_message(persona_prompt: str, summary: str) -> dict[str, Any]:
@@ -77,15 +125,16 @@ def build_prompt(
         new={"role": "user", "content": new_content},
         tools=tools,
         budget=budget,
+        persona=persona_prompt,
+        read=len(recent),
     )
     used = prompt.tokens()
     if used > budget:
         raise InvalidInput(
             f"the message is too long for the prompt budget ({used} > {budget} tokens)", field="content"
         )
-    for message in recent:  # newest first
-        if not message.content:
-            continue
+    with_text = [m for m in recent if m.content]  # newest first
+    for message in with_text:
         entry = {"role": message.role, "content": message.content}
         cost = tokens.count_message(entry)
         if used + cost > budget:
@@ -93,6 +142,8 @@ def build_prompt(
         prompt.history.insert(0, entry)
         prompt.history_seqs.insert(0, message.seq)
         used += cost
+    prompt.trimmed = len(with_text) - len(prompt.history)
+    prompt.sent_at_first = list(prompt.history_seqs)
     return prompt
 
 
@@ -109,10 +160,12 @@ def fit_tool_round(prompt: Prompt) -> None:
         if len(largest["content"]) < 64:
             break
         largest["content"] = _shrink(largest["content"])
+        prompt.shrunk += 1
 
 
 def _shrink(content: str) -> str:
-    """Halve a tool result: drop half of its list entries, or cut its text."""
+    """Halve a tool result: drop half of its list entries (saying how many are `shown`), or cut its
+    text."""
     try:
         data = json.loads(content)
     except ValueError:
@@ -122,6 +175,7 @@ def _shrink(content: str) -> str:
             if isinstance(data.get(key), list) and len(data[key]) > 1:
                 data[key] = data[key][: len(data[key]) // 2]
                 data["truncated"] = True
+                data["shown"] = len(data[key])
                 return json.dumps(data, separators=(",", ":"))
     return content[: len(content) // 2]
 

@@ -63,6 +63,15 @@ class ToolCallRecord(BaseModel):
     as_of: str | None = None
 
 
+class Grounding(BaseModel):
+    """An answer's figures checked against the tool results of its turn (chat/grounding.py):
+    `checked` figures in all; `unsupported`, as written, those that no tool result of the turn and
+    not the user's own message holds."""
+
+    checked: int = 0
+    unsupported: list[str] = Field(default_factory=list)
+
+
 class Message(BaseModel):
     id: str
     seq: int
@@ -78,7 +87,71 @@ class Message(BaseModel):
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     # Why an answer ended: stop, length (the model's), stopped (the user asked), deadline, upstream_error.
     finish_reason: str | None = None
+    grounding: Grounding | None = None  # an assistant message's, once it has ended
     created_at: str
+
+
+class PromptParts(BaseModel):
+    """Tokens of one model request by part (estimated as chat/tokens.py counts them); `framing` is
+    the rest of `total` (the reply priming)."""
+
+    system: int = 0  # the persona's prompt
+    summary: int = 0  # the rolling summary, inside the system message
+    tools: int = 0  # the tool schemas
+    history: int = 0  # earlier messages sent
+    new_message: int = 0
+    tool_rounds: int = 0  # this turn's tool calls and results
+    framing: int = 0
+    total: int = 0
+
+
+class AssemblyHistory(BaseModel):
+    read: int = 0  # messages of the window read for the turn
+    sent: list[list[int]] = Field(default_factory=list)  # the seqs sent, as [first, last] ranges
+    sent_count: int = 0
+    trimmed: int = 0  # read, with text, but left out by the token budget
+    dropped_for_tools: int = 0  # sent at first, left out of later rounds to make room for tool results
+
+
+class AssemblySummary(BaseModel):
+    through_seq: int = 0  # the summary sent covers every message up to this seq
+    tokens: int = 0
+
+
+class AssemblyToolCall(BaseModel):
+    name: str
+    arguments: str  # as the model sent them, cut to a bounded length
+    ok: bool = True
+    round: int = 1
+    outcome: Literal["ran", "reused", "refused"] = "ran"
+
+
+class Assembly(BaseModel):
+    """How an answer's prompt was put together and what it cost: what the budget allowed, each part's
+    tokens (of the request that wrote the answer, and every request's total), the history sent and
+    trimmed, how far the summary reached, the tool calls, the model and the cost. Kept with the
+    message, bounded in size; on the single-message GET only. It may hold tool arguments, so it is
+    never logged."""
+
+    budget: int
+    tokens: PromptParts
+    requests: list[int] = Field(default_factory=list)  # each model request's prompt tokens, in order
+    history: AssemblyHistory = Field(default_factory=AssemblyHistory)
+    summary: AssemblySummary = Field(default_factory=AssemblySummary)
+    tool_calls: list[AssemblyToolCall] = Field(default_factory=list)
+    tool_calls_omitted: int = 0  # beyond the record's bound
+    tool_results_shrunk: int = 0  # times a tool result was halved to fit the budget
+    model: str
+    prompt_tokens: int = 0  # billed (the model's usage)
+    completion_tokens: int = 0
+    cost_usd: Usd = Decimal(0)
+
+
+class MessageDetail(Message):
+    """GET /conversations/{id}/messages/{message_id}: the message, with its assembly (an answer's,
+    once it has ended; null otherwise)."""
+
+    assembly: Assembly | None = None
 
 
 class StreamRecord(BaseModel):

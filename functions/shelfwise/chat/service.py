@@ -26,16 +26,22 @@ from typing import Any
 import anyio
 
 from shelfwise import clock
+from shelfwise.chat import grounding, memory, tokens
 from shelfwise.chat import live as running
-from shelfwise.chat import memory, tokens
 from shelfwise.chat.events import TurnEvent, answer_events, chunk_events, from_chunk, numbered
 from shelfwise.chat.live import LiveTurn
 from shelfwise.chat.llm import ChatModel, RoundEnd, TextDelta, Usage
 from shelfwise.chat.models import (
+    Assembly,
+    AssemblySummary,
+    AssemblyToolCall,
     Conversation,
     ConversationIn,
     ConversationPatch,
+    Grounding,
     Message,
+    MessageDetail,
+    PromptParts,
     StreamRecord,
     ToolCallRecord,
 )
@@ -60,6 +66,11 @@ def _ms(since: float) -> int:
 CHUNK_SECONDS = 0.25
 CHUNK_TOKENS = 64
 STOP_POLL_SECONDS = 0.5
+# The assembly record's bounds: it is stored with the message, so it must stay small whatever the
+# turn did (a few KB at most).
+ASSEMBLY_TOOL_CALLS = 16
+ASSEMBLY_ARGUMENT_CHARS = 160
+ASSEMBLY_REQUESTS = 16
 
 
 @dataclass
@@ -87,6 +98,12 @@ class Turn:
     ttft_ms: int | None = None
     finish_reason: str = "stop"
     prompt_tokens_sent: int = 0
+    # what the grounding check and the assembly record are made of
+    tool_results: list[Any] = field(default_factory=list)  # every result the model was given
+    tool_trace: list[AssemblyToolCall] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)  # each model request's prompt tokens
+    last_request: PromptParts | None = None  # the last request's tokens by part
+    grounding: Grounding | None = None
     _started: float = field(default_factory=time.perf_counter)
     _live: LiveTurn | None = None
     _opening: dict[str, Any] = field(default_factory=dict)
@@ -169,7 +186,9 @@ class Turn:
             offer_tools = round_no < settings.max_tool_rounds and tools.left > 0
             self.prompt.tools = TOOLS if offer_tools else []
             memory.fit_tool_round(self.prompt)
-            self.prompt_tokens_sent = self.prompt.tokens()
+            self.last_request = self.prompt.parts()
+            self.prompt_tokens_sent = self.last_request.total
+            self.requests.append(self.prompt_tokens_sent)
             end: RoundEnd | None = None
             round_text: list[str] = []
             stream = svc.model.stream(
@@ -235,6 +254,16 @@ class Turn:
                     )
                 )
                 self.tool_offsets.append(sum(map(len, self.parts)))
+                self.tool_results.append(result)
+                self.tool_trace.append(
+                    AssemblyToolCall(
+                        name=call.name[:64],
+                        arguments=(call.arguments or "")[:ASSEMBLY_ARGUMENT_CHARS],
+                        ok=ok,
+                        round=round_no + 1,
+                        outcome="refused" if answer.refused else "reused" if answer.reused else "ran",
+                    )
+                )
                 if answer.refused:
                     metrics.add_metric(name="ToolCallsRefused", unit="Count", value=1)
                 else:
@@ -307,6 +336,10 @@ class Turn:
             return
         self._settled = True
         said = bool(self.parts or self.records)
+        if said or (self.error is None and not ended_by):
+            self.grounding = Grounding.model_validate(
+                grounding.check("".join(self.parts), self._sources(), self.user_message.content)
+            )
         if self.error is not None:
             status, reason = "interrupted", "upstream_error"
             error = self.error
@@ -334,6 +367,7 @@ class Turn:
                     ttft_ms=self.ttft_ms,
                     latency_ms=_ms(self._started),
                     prompt_tokens_sent=self.prompt_tokens_sent,
+                    **({"grounding": self.grounding.model_dump()} if self.grounding else {}),
                 ),
             ]
         if ended_by == "deadline":
@@ -354,9 +388,15 @@ class Turn:
                     closing=[e.as_dict() for e in closing],
                 )
                 self.service.repo.finish_turn(
-                    self.user_id, self.conversation.id, answer, turn_id=self.turn_id, record=record
+                    self.user_id,
+                    self.conversation.id,
+                    answer,
+                    turn_id=self.turn_id,
+                    record=record,
+                    assembly=self._assembly(),
                 )
                 self.message = answer
+                self._count_grounding()
                 if self.ttft_ms is not None and status == "complete":
                     metrics.add_metric(name="TimeToFirstToken", unit="Milliseconds", value=self.ttft_ms)
             else:
@@ -377,6 +417,47 @@ class Turn:
         for event in closing:
             assert self._live is not None
             self._live.publish(event)
+
+    def _sources(self) -> list[Any]:
+        """What the answer's figures may come from: every tool result as the tools returned it, and
+        as the model last saw it (a result halved to fit the budget says how many entries it kept)."""
+        sent = []
+        for message in self.prompt.extra:
+            if message.get("role") == "tool":
+                with contextlib.suppress(ValueError, TypeError):
+                    sent.append(json.loads(message["content"]))
+        return [*self.tool_results, *sent]
+
+    def _count_grounding(self) -> None:
+        """The operator's view of the check: figures checked and unsupported, by model."""
+        if self.grounding is None:
+            return
+        model = self.service.settings.main_model
+        emit("FiguresChecked", "Count", self.grounding.checked, model=model)
+        emit("UnsupportedFigures", "Count", len(self.grounding.unsupported), model=model)
+
+    def _assembly(self) -> Assembly:
+        """What the prompt was made of and what the answer cost (bounded: see ASSEMBLY_*)."""
+        prompt = self.prompt
+        summary_tokens = self.last_request.summary if self.last_request else 0
+        used = self._used()
+        return Assembly(
+            budget=prompt.budget,
+            tokens=self.last_request or prompt.parts(),
+            requests=self.requests[:ASSEMBLY_REQUESTS],
+            history=prompt.history_record(),
+            summary=AssemblySummary(
+                through_seq=self.conversation.summary.through_seq if summary_tokens else 0,
+                tokens=summary_tokens,
+            ),
+            tool_calls=self.tool_trace[:ASSEMBLY_TOOL_CALLS],
+            tool_calls_omitted=max(0, len(self.tool_trace) - ASSEMBLY_TOOL_CALLS),
+            tool_results_shrunk=prompt.shrunk,
+            model=self.service.settings.main_model,
+            prompt_tokens=used.prompt_tokens,
+            completion_tokens=used.completion_tokens,
+            cost_usd=self._cost(),
+        )
 
     def _settle_usage(self) -> None:
         """Replace the turn's reservation with what it used (or record it, with no budget set), and
@@ -424,6 +505,7 @@ class Turn:
             cost_usd=self._cost(),
             tool_calls=self.records,
             finish_reason=finish_reason,
+            grounding=self.grounding,
             created_at=clock.now_iso(),
         )
 
@@ -677,14 +759,15 @@ class ChatService:
         await running.drain()
 
     # -- answers, while and after they stream -------------------------------------------------------
-    def get_message(self, user_id: str, conversation_id: str, message_id: str) -> Message:
+    def get_message(self, user_id: str, conversation_id: str, message_id: str) -> MessageDetail:
+        """One message with its assembly record (an answer's, once it has ended)."""
         self.repo.get(user_id, conversation_id)
-        found = self.repo.find_message(user_id, conversation_id, message_id)
+        found = self.repo.message_detail(user_id, conversation_id, message_id)
         if found is None:
             raise NotFound("message not found", message_id=message_id)
-        return self._with_progress(user_id, conversation_id, found[0])
+        return self._with_progress(user_id, conversation_id, found)
 
-    def _with_progress(self, user_id: str, conversation_id: str, message: Message) -> Message:
+    def _with_progress[M: Message](self, user_id: str, conversation_id: str, message: M) -> M:
         """A streaming answer with its text so far (from its chunks)."""
         if message.status != "streaming":
             return message

@@ -40,10 +40,10 @@ def _function(name: str, description: str, properties: dict[str, Any], required:
 TOOLS: list[dict[str, Any]] = [
     _function(
         "search_products",
-        "Find products by name words (e.g. 'tee', 'chelsea boot') or an exact SKU like TE-0001, "
-        "with every size's current stock.",
+        "Find products by name words (e.g. 'tee', 'chelsea boot'), an exact SKU like TE-0001, or a "
+        "whole category (empty query), with each size's stock and total_stock; `count`, `more`.",
         {
-            "query": {"type": "string", "description": "words of the product name, or a SKU"},
+            "query": {"type": "string", "description": "name words or a SKU; empty with a category"},
             "category": {"type": "string", "enum": [c.value for c in Category]},
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_RESULTS},
         },
@@ -57,7 +57,8 @@ TOOLS: list[dict[str, Any]] = [
     ),
     _function(
         "list_low_stock",
-        "Variants at or below their reorder level, with the shortfall.",
+        "Variants at or below their reorder level (quantity 0: out of stock), with the shortfall; "
+        "`count`, `more`.",
         {"limit": {"type": "integer", "minimum": 1, "maximum": 50}},
         [],
     ),
@@ -124,7 +125,7 @@ class InventoryTools:
             return {"as_of": as_of, "error": exc.message}, False
 
     def _search(self, args: dict[str, Any]) -> dict[str, Any]:
-        query = str(args["query"]).strip()
+        query = str(args.get("query") or "").strip()
         category = Category(args["category"]) if args.get("category") else None
         limit = max(1, min(int(args.get("limit") or MAX_RESULTS), MAX_RESULTS))
         page = self.inventory.list_products(category=category, q=query, limit=limit, cursor=None)
@@ -134,7 +135,8 @@ class InventoryTools:
                 page = self.inventory.list_products(category=category, q=word, limit=limit, cursor=None)
                 if page.items:
                     break
-        return {"products": [_product(p) for p in page.items], "more": page.next_cursor is not None}
+        products = [_product(p) for p in page.items]
+        return {"products": products, "count": len(products), "more": page.next_cursor is not None}
 
     def _get(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"product": _product(self.inventory.get_product(str(args["sku"])))}
@@ -144,6 +146,7 @@ class InventoryTools:
         page = self.inventory.low_stock(limit=limit, cursor=None)
         return {
             "items": [i.model_dump(mode="json") for i in page.items],
+            "count": len(page.items),
             "more": page.next_cursor is not None,
         }
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shelfwise import clock
-from shelfwise.chat.models import Conversation, Message, StreamRecord
+from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page
-from shelfwise.storage.codec import decode_cursor, encode_cursor
+from shelfwise.storage.codec import Item, decode_cursor, encode_cursor
 from shelfwise.storage.dynamo import Change, ConditionFailed, Dynamo, Put, TransactionCancelled
 from shelfwise.storage.expressions import Update, absent, eq, exists, ge, lt
 from shelfwise.storage.items import ACTIVITY_INDEX, ChunkItem, ConversationItem, MessageItem
@@ -191,8 +191,10 @@ class ConversationRepository:
         *,
         turn_id: str,
         record: StreamRecord | None = None,
+        assembly: Assembly | None = None,
     ) -> None:
-        """Store the assistant's message (in its reserved slot), add its usage, free the conversation.
+        """Store the assistant's message (in its reserved slot, with its assembly record), add its
+        usage, free the conversation.
 
         The conversation is freed only if this turn still holds it. When the old image shows it does
         not (the lock ran out and another turn took it, or it was freed), the answer is still stored
@@ -209,7 +211,7 @@ class ConversationRepository:
             )
         )
         slot = absent("pk") | eq("turn_id", turn_id)  # empty, or this turn's streaming message
-        answer = Put(MessageItem.item(user_id, conversation_id, message, record), slot)
+        answer = Put(MessageItem.item(user_id, conversation_id, message, record, assembly), slot)
         key = ConversationItem.key(user_id, conversation_id)
         try:
             self.db.transact(
@@ -265,10 +267,19 @@ class ConversationRepository:
         self, user_id: str, conversation_id: str, message_id: str
     ) -> tuple[Message, StreamRecord] | None:
         """A message by its id (newest first: a resumed answer is usually among the last ones)."""
+        item = self._message_item(user_id, conversation_id, message_id)
+        return None if item is None else MessageItem.parse_record(item)
+
+    def message_detail(self, user_id: str, conversation_id: str, message_id: str) -> MessageDetail | None:
+        """A message by its id, with its assembly record."""
+        item = self._message_item(user_id, conversation_id, message_id)
+        return None if item is None else MessageItem.parse_detail(item)
+
+    def _message_item(self, user_id: str, conversation_id: str, message_id: str) -> Item | None:
         for page in self.db.query_all(MessageItem.of(user_id, conversation_id), forward=False, limit=50):
             for item in page.items:
                 if item.get("id") == message_id:
-                    return MessageItem.parse_record(item)
+                    return item
         return None
 
     def running_answer(self, user_id: str, conversation_id: str) -> tuple[str | None, bool]:

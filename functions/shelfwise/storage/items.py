@@ -29,7 +29,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any, Final, Self
 
-from shelfwise.chat.models import Conversation, Message, StreamRecord, SummaryState
+from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord, SummaryState
 from shelfwise.inventory.models import Adjustment, AdjustmentReason, Category, Product, ProductIn, Variant
 from shelfwise.storage.codec import Item
 from shelfwise.storage.expressions import Cond, begins_with, between, eq, ge
@@ -381,7 +381,12 @@ class MessageItem:
 
     @classmethod
     def item(
-        cls, user_id: str, conversation_id: str, message: Message, record: StreamRecord | None = None
+        cls,
+        user_id: str,
+        conversation_id: str,
+        message: Message,
+        record: StreamRecord | None = None,
+        assembly: Assembly | None = None,
     ) -> Item:
         return {
             **cls.key(user_id, conversation_id, message.seq),
@@ -389,11 +394,18 @@ class MessageItem:
             "conversation_id": conversation_id,
             **message.model_dump(exclude_none=True),
             **(record.model_dump() if record else {}),
+            **({"assembly": assembly.model_dump(exclude_none=True)} if assembly else {}),
         }
 
     @staticmethod
     def parse(item: Item) -> Message:
         return Message.model_validate({k: v for k, v in item.items() if k in Message.model_fields})
+
+    @staticmethod
+    def parse_detail(item: Item) -> MessageDetail:
+        """The message with its assembly record (the single-message GET)."""
+        fields = MessageDetail.model_fields
+        return MessageDetail.model_validate({k: v for k, v in item.items() if k in fields})
 
     @classmethod
     def parse_record(cls, item: Item) -> tuple[Message, StreamRecord]:

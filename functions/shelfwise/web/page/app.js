@@ -347,7 +347,7 @@
         live = m;
         continue;
       }
-      const view = addMessage(m.role, m.content, m.id);
+      const view = addMessage(m.role, m.content, m.id, m.grounding);
       if (m.role === "assistant") fillDetails(view, m);
     }
     for (const li of $("conversations").children) {
@@ -452,14 +452,56 @@
     return out;
   }
 
-  function showAnswer(body, text) {
+  // -- figures no lookup returned ----------------------------------------------------------------------
+  // The server checks every figure of an answer against its turn's tool results (the message's
+  // `grounding`, also in `done`); the ones none of them held are marked where they stand in the
+  // rendered answer. A figure is found as the server finds one (digits, an optional currency sign,
+  // not inside a word, a SKU, a date or a time) and marked when its written form is one of
+  // `grounding.unsupported`. Text nodes are split and wrapped in <mark>: still never innerHTML.
+  const FIGURE = /(?<![\p{L}\p{N}_.,:\/#=])(?<![\p{L}\p{N}_][-\u2013])(?:[-\u2212]\s?)?([$\u20ac\u00a3]\s?)?(\d+(?:[.,]\d+)*)([kK](?![\p{L}\p{N}_]))?(?![\p{L}\p{N}_])(?![.,:\/\-\u2013]\d)/gu;
+  const UNSUPPORTED_TITLE = "No lookup in this answer returned this figure";
+
+  function markUnsupported(root, unsupported) {
+    const wanted = new Set((unsupported || []).map(String));
+    if (!wanted.size) return;
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const nodes = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) nodes.push(node);
+    for (const node of nodes) {
+      const text = node.nodeValue;
+      const pieces = [];
+      let at = 0;
+      for (const m of text.matchAll(FIGURE)) {
+        const written = `${m[1] || ""}${m[2]}${m[3] || ""}`.trim();
+        if (!wanted.has(written)) continue;
+        const start = m.index + m[0].length - (m[1] || "").length - m[2].length - (m[3] || "").length;
+        if (start > at) pieces.push(text.slice(at, start));
+        pieces.push(el("mark", { class: "unsupported", title: UNSUPPORTED_TITLE, text: text.slice(start, m.index + m[0].length) }));
+        at = m.index + m[0].length;
+      }
+      if (!pieces.length) continue;
+      if (at < text.length) pieces.push(text.slice(at));
+      node.replaceWith(...pieces);
+    }
+  }
+
+  function showAnswer(body, text, grounding) {
     body.replaceChildren(renderMarkdown(text));
+    if (grounding) markUnsupported(body, grounding.unsupported);
+  }
+
+  function figuresRow(grounding) {
+    if (!grounding) return null;
+    const { checked, unsupported } = grounding;
+    if (!checked) return "none stated";
+    if (!unsupported || !unsupported.length) return `${checked} checked, all found in this answer's lookups`;
+    return `${checked} checked; not found in any lookup (marked): ${unsupported.join(", ")}`;
   }
 
   // -- messages --------------------------------------------------------------------------------------
-  function addMessage(role, text, id) {
+  function addMessage(role, text, id, grounding) {
     const body = el("div", { class: "text" });
-    if (role === "assistant") showAnswer(body, text);
+    if (role === "assistant") showAnswer(body, text, grounding);
     else body.textContent = text || "";
     const tools = el("div", { class: "tools" });
     const article = el("article", { class: `msg ${role}` }, el("h3", { class: "visually-hidden", text: role === "user" ? "You" : "Assistant" }), tools, body);
@@ -477,11 +519,13 @@
       ["Time to first token", m.ttft_ms != null ? `${m.ttft_ms} ms` : null],
       ["Latency", m.latency_ms != null ? `${m.latency_ms} ms` : null],
       ["Tools", (m.tool_calls || []).map((t) => t.name).join(", ") || "none"],
+      ["Figures", figuresRow(m.grounding)],
       ["Cost", m.cost_usd != null ? `$${m.cost_usd}` : null],
     ].filter(([, v]) => v != null);
     const list = el("dl");
     for (const [k, v] of rows) list.append(el("dt", { text: k }), el("dd", { text: String(v) }));
     view.article.querySelector("details")?.remove();
+    if (m.grounding && m.content != null) showAnswer(view.body, m.content, m.grounding);
     view.article.append(el("details", { class: "details" }, el("summary", { text: "Details" }), list));
   }
 
@@ -557,6 +601,7 @@
       } else if (name === "done") {
         ended = true;
         if (data.status && data.status !== "complete") view.article.dataset.status = data.status;
+        if (data.grounding) showAnswer(view.body, pending.text, data.grounding);
       } else if (name === "error") {
         ended = true;
         view.article.dataset.status = "error";

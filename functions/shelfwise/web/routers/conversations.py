@@ -9,7 +9,15 @@ import anyio
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.responses import StreamingResponse
 
-from shelfwise.chat.models import Conversation, ConversationIn, ConversationPatch, Message, MessageIn, Usage
+from shelfwise.chat.models import (
+    Conversation,
+    ConversationIn,
+    ConversationPatch,
+    Message,
+    MessageDetail,
+    MessageIn,
+    Usage,
+)
 from shelfwise.errors import InvalidInput
 from shelfwise.pagination import Page
 from shelfwise.web.deps import CallerDep, ChatDep
@@ -113,8 +121,11 @@ async def post_message(
 
 
 @router.get("/conversations/{conversation_id}/messages/{message_id}")
-def get_message(conversation_id: str, message_id: str, chat: ChatDep, caller: CallerDep) -> Message:
-    """One message; an answer still `streaming` carries its text so far."""
+def get_message(conversation_id: str, message_id: str, chat: ChatDep, caller: CallerDep) -> MessageDetail:
+    """One message; an answer still `streaming` carries its text so far. An answer that has ended
+    carries its `grounding` (as every listed message does) and, here only, its `assembly`: the
+    budget, each part's tokens, the history seqs sent and trimmed, how far the summary reached, the
+    tool calls with their arguments, the model and the cost."""
     return chat.get_message(caller.user_id, conversation_id, message_id)
 
 
