@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
+import boto3
 import pytest
+from botocore.config import Config
 
-from infra.local.dynamodb_local import DynamoDBLocal
+from infra.local.dynamodb_local import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, DynamoDBLocal
 from infra.local.embedded_dynamodb import EmbeddedDynamoDB
 from infra.local.table import create_table
 from shelfwise.errors import InsufficientStock
@@ -31,6 +34,9 @@ from tests.fixtures.app import make_settings
 from tests.fixtures.catalog import black_tee
 from tests.fixtures.dynamodb import unique_table_name
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 BUYERS = 50
 STOCK = 20
 
@@ -41,6 +47,26 @@ def own_dynamodb_local() -> Iterator[DynamoDBLocal]:
     10,000-item history), and its clean-up of them would stall 50 writers into read timeouts."""
     with DynamoDBLocal() as emulator:
         yield emulator
+
+
+def _patient_client(endpoint_url: str) -> DynamoDBClient:
+    """The app's client settings but a 60 s read timeout: the embedded DynamoDB answers one request
+    at a time (moto behind a lock), so 50 writers queue there for longer than the 5 s the app allows
+    a real table (seen: a read timeout on a clean 2-core CI run). DynamoDB Local serves them at once
+    and keeps the app's own client."""
+    return boto3.client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=FAKE_ACCESS_KEY_ID,
+        aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=2,
+            read_timeout=60,
+            max_pool_connections=64,
+        ),
+    )
 
 
 @pytest.fixture(params=[pytest.param("dynamodb-local", marks=pytest.mark.slow), "embedded"])
@@ -55,7 +81,7 @@ def concurrent_inventory(request: pytest.FixtureRequest) -> Iterator[InventorySe
         client.delete_table(TableName=table)
         return
     with EmbeddedDynamoDB() as db:
-        client = dynamodb_client("us-east-1", db.endpoint_url)
+        client = _patient_client(db.endpoint_url)
         create_table(client, table)
         yield Services(make_settings(table), dynamo=Dynamo(client, table)).inventory
 
