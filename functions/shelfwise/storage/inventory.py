@@ -339,7 +339,7 @@ class InventoryRepository:
             adjustment = _applied(change, variant, actor, at)
             try:
                 self._transact(
-                    [*self._moved(variant, adjustment), Put(AdjustmentItem.item(adjustment), absent("pk"))],
+                    [self._moved(variant, adjustment), Put(AdjustmentItem.item(adjustment), absent("pk"))],
                     claim,
                     adjustment,
                 )
@@ -350,7 +350,7 @@ class InventoryRepository:
         raise StorageUnavailable("too many concurrent changes to this variant, retry", sku=sku, size=size)
 
     @staticmethod
-    def _moved(variant: VariantItem, adjustment: Adjustment) -> list[Action]:
+    def _moved(variant: VariantItem, adjustment: Adjustment) -> Action:
         """The variant's new quantity (and low-stock keys), if it is still the version read."""
         changed = replace(
             variant, quantity=adjustment.quantity_after, version=variant.version + 1, updated_at=adjustment.at
@@ -362,7 +362,7 @@ class InventoryRepository:
             **changed.lowstock_keys(),
         )
         key = VariantItem.key(variant.sku, variant.size)
-        return [Change(key, update, eq("version", variant.version) & absent("deleted_at"))]
+        return Change(key, update, eq("version", variant.version) & absent("deleted_at"))
 
     def adjust_many(
         self, changes: list[StockChange], actor: str, claim: Claim | None = None
@@ -389,7 +389,7 @@ class InventoryRepository:
                 batch_id=batch_id,
                 lines=[_applied(c, found[(c.sku, c.size)], actor, at, batch_id) for c in changes],
             )
-            actions = [a for line in result.lines for a in self._moved(found[(line.sku, line.size)], line)]
+            actions = [self._moved(found[(line.sku, line.size)], line) for line in result.lines]
             record = claim or self.records.batch(batch_id, lambda r: r.model_dump_json())
             try:
                 self.db.transact([*actions, record.action(result, batch=True)])
@@ -477,16 +477,19 @@ def _check_stock(sku: str, size: str, quantity: int, delta: int) -> None:
 
 
 def _refusals(changes: list[StockChange], found: dict[tuple[str, str], VariantItem]) -> list[dict[str, Any]]:
-    """The lines of a bulk adjustment that cannot apply: `{index, code, quantity}` each."""
+    """The lines of a bulk adjustment that cannot apply, by the single adjustment's own rules:
+    `{index, code, quantity}` each (quantity: the stored one, None for a missing variant)."""
     refused: list[dict[str, Any]] = []
     for index, change in enumerate(changes):
         variant = found.get((change.sku, change.size))
         if variant is None:
             refused.append({"index": index, "code": NotFound.code, "quantity": None})
-        elif change.expected_quantity is not None and variant.quantity != change.expected_quantity:
-            refused.append({"index": index, "code": StaleQuantity.code, "quantity": variant.quantity})
-        elif variant.quantity + change.delta < 0:
-            refused.append({"index": index, "code": InsufficientStock.code, "quantity": variant.quantity})
+            continue
+        try:
+            _check_expected(change.sku, change.size, variant.quantity, change.expected_quantity)
+            _check_stock(change.sku, change.size, variant.quantity, change.delta)
+        except (StaleQuantity, InsufficientStock) as exc:
+            refused.append({"index": index, "code": exc.code, "quantity": variant.quantity})
     return refused
 
 
