@@ -138,6 +138,9 @@ def watch(answer: Locator, page: Page, timeout: float = 30) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         streaming = answering(page)
+        if not answer.count():  # refused (the alert says why) or wiped from the page
+            alert = page.get_by_role("alert")
+            raise AssertionError(f"no answer on the page; the alert says: {alert.text_content()!r}")
         text = answer.text_content() or ""
         if not seen or text != seen[-1]:
             seen.append(text)
@@ -512,3 +515,40 @@ def test_a_failing_model_is_explained(open_page: Callable[..., Page], stack: Loc
         expect(page.get_by_role("button", name="Send")).to_be_enabled()
     finally:
         httpx.delete(f"{control}/_offline/failures")
+
+
+_COUNT_REMOVED_ANSWERS = """() => {
+  window.removedAnswers = 0;
+  new MutationObserver((changes) => {
+    for (const change of changes)
+      for (const node of change.removedNodes)
+        if (node.classList && node.classList.contains("assistant")) window.removedAnswers += 1;
+  }).observe(document.getElementById("log"), { childList: true });
+}"""
+
+
+def test_a_chat_started_while_signing_in_still_loads_keeps_its_answer(
+    open_page: Callable[..., Page], stack: LocalStack
+) -> None:
+    """Seen on a loaded CI machine: the page's start-up (personas, then the list) finished after the
+    user had already started a chat and asked, opened that chat again and wiped the running answer
+    from the page. Here the personas are held back until the answer is half-way."""
+    page = open_page()
+    held: list[Route] = []
+    page.route("**/prompts", lambda route: held.append(route))
+    sign_in(page, "quick-starter")
+    new_chat(page)
+    answer = ask(page, "Hello there, how are you doing today? Tell me about the shop.")
+    wait_for_text(answer, 10)
+    assert held, "the page asked for its personas"
+    page.evaluate(_COUNT_REMOVED_ANSWERS)
+    for route in held:
+        route.continue_()
+
+    wait_until_answered(page)
+    expect(conversation_titles(page)).to_have_count(1)
+    assert page.evaluate("window.removedAnswers") == 0, "the answer vanished from the page while running"
+    stored = stored_answer(stack, page)
+    assert stored["status"] == "complete", stored
+    expect(page.locator("#log .msg.assistant .text")).to_have_text([stored["content"]])
+    expect(page.locator("#log .msg.user")).to_have_count(1)

@@ -274,9 +274,13 @@
         return el("li", { "data-id": c.id }, open, rename, remove);
       }),
     );
+    showTitle(items);
+    return items;
+  }
+
+  function showTitle(items) {
     const open = items.find((c) => c.id === current);
     if (open) $("chat-title").textContent = open.title || "New conversation";
-    return items;
   }
 
   function poll() {
@@ -331,13 +335,18 @@
     $("send").disabled = !on || Boolean(running);
   }
 
+  let opening = 0; // the latest openConversation: an earlier one still loading renders nothing
+
   async function openConversation(id) {
     clearError();
+    const mine = ++opening;
     current = id;
     store.setItem(KEY_OPEN, id);
     $("log").replaceChildren();
-    enableAsk(true);
+    enableAsk(false);
     const data = await api("GET", `conversations/${encodeURIComponent(id)}/messages?limit=50`);
+    if (mine !== opening) return;
+    enableAsk(true); // only once its messages show: a question asked earlier would show twice
     const messages = [...data.items].sort((a, b) => a.seq - b.seq);
     const pending = readPending();
     let live = null; // an answer still being written (in another tab, or before a reload)
@@ -746,13 +755,15 @@
     showSignedIn();
     if (!token) return;
     try {
-      await loadPersonas();
       const pending = readPending();
-      current = pending ? pending.conversation_id : store.getItem(KEY_OPEN);
+      const wanted = pending ? pending.conversation_id : store.getItem(KEY_OPEN);
+      await loadPersonas();
       const items = await loadConversations();
-      if (current && !items.some((c) => c.id === current)) current = null;
-      if (current) await openConversation(current);
       poll();
+      // A chat the user started or opened while this loaded stays open (and its answer on the page).
+      if (current || !wanted || !items.some((c) => c.id === wanted)) return;
+      await openConversation(wanted);
+      showTitle(items);
       if (pending && pending.conversation_id === current) await watchAnswer(current, pending);
     } catch (error) {
       showError(error);
