@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 
 from shelfwise.errors import InvalidInput
-from shelfwise.storage.codec import decode_cursor, decode_item, encode_cursor, encode_item
+from shelfwise.pagination import decode_cursor, encode_cursor
+from shelfwise.storage.codec import decode_item, encode_item
 
 
 def test_items_round_trip_with_exact_numbers_and_no_nulls() -> None:

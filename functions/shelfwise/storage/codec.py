@@ -1,4 +1,4 @@
-"""Plain Python values <-> DynamoDB attribute values, and opaque page cursors.
+"""Plain Python values <-> DynamoDB attribute values.
 
 A hand-rolled codec instead of boto3's TypeSerializer: importing boto3.dynamodb pulls in the whole
 boto3 session machinery, which a cold start that never touches the table should not pay for.
@@ -6,14 +6,9 @@ boto3 session machinery, which a cold start that never touches the table should 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
-
-from shelfwise.errors import InvalidInput
 
 AttributeValue = dict[str, Any]
 Item = dict[str, Any]
@@ -67,33 +62,3 @@ def encode_item(item: Mapping[str, Any]) -> dict[str, AttributeValue]:
 
 def decode_item(raw: Mapping[str, AttributeValue]) -> Item:
     return {k: from_attr(v) for k, v in raw.items()}
-
-
-def encode_cursor(key: Mapping[str, str]) -> str:
-    """An opaque, URL-safe cursor for a page's last key (string attributes only)."""
-    raw = json.dumps(dict(sorted(key.items())), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(
-    cursor: str, *, names: Iterable[str], fixed: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Decode a cursor made by encode_cursor for a query over `names` key attributes.
-
-    `fixed` pins attributes (the partition being queried): a cursor from another partition, another
-    user's for instance, is refused rather than handed to DynamoDB.
-    """
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not valid", field="cursor") from exc
-    expected = set(names)
-    if (
-        not isinstance(plain, dict)
-        or set(plain) != expected
-        or not all(isinstance(v, str) and v for v in plain.values())
-        or any(plain.get(k) != v for k, v in (fixed or {}).items())
-    ):
-        raise InvalidInput("cursor is not valid for this list", field="cursor")
-    return {str(k): str(v) for k, v in plain.items()}

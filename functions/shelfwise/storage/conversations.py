@@ -9,8 +9,8 @@ from typing import Any
 from shelfwise import clock
 from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
-from shelfwise.pagination import Page
-from shelfwise.storage.codec import Item, decode_cursor, encode_cursor
+from shelfwise.pagination import Page, decode_cursor
+from shelfwise.storage.codec import Item
 from shelfwise.storage.dynamo import Change, ConditionFailed, Dynamo, Put, TransactionCancelled
 from shelfwise.storage.expressions import Update, absent, eq, exists, ge, lt
 from shelfwise.storage.items import ACTIVITY_INDEX, ChunkItem, ConversationItem, MessageItem
@@ -55,12 +55,12 @@ class ConversationRepository:
 
     def list_for_user(self, user_id: str, *, limit: int, cursor: str | None) -> Page[Conversation]:
         fixed = {"activity_pk": f"USER#{user_id}"}
-        start = decode_cursor(cursor, names=ConversationItem.ACTIVITY_KEYS, fixed=fixed) if cursor else None
+        start = decode_cursor(cursor, names=ConversationItem.ACTIVITY_KEYS, fixed=fixed)
         page = self.db.query(
             ConversationItem.of_user(user_id), index=ACTIVITY_INDEX, forward=False, limit=limit, start=start
         )
         items = [ConversationItem.parse(item).conversation for item in page.items]
-        return Page(items=items, next_cursor=encode_cursor(page.last_key) if page.last_key else None)
+        return Page.ending_at(items, page.last_key)
 
     def update(self, user_id: str, conversation_id: str, changes: dict[str, Any]) -> None:
         """Set fields of a conversation (title, title_source, prompt_key); not its activity order."""
@@ -96,10 +96,10 @@ class ConversationRepository:
         self, user_id: str, conversation_id: str, *, limit: int, cursor: str | None
     ) -> Page[Message]:
         fixed = ConversationItem.key(user_id, conversation_id)
-        start = decode_cursor(cursor, names=MessageItem.KEYS, fixed={"pk": fixed["pk"]}) if cursor else None
+        start = decode_cursor(cursor, names=MessageItem.KEYS, fixed={"pk": fixed["pk"]})
         page = self.db.query(MessageItem.of(user_id, conversation_id), limit=limit, start=start)
         items = [MessageItem.parse(item) for item in page.items]
-        return Page(items=items, next_cursor=encode_cursor(page.last_key) if page.last_key else None)
+        return Page.ending_at(items, page.last_key)
 
     def messages_between(self, user_id: str, conversation_id: str, first: int, last: int) -> list[Message]:
         """Messages with first <= seq <= last, oldest first."""

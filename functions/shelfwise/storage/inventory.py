@@ -29,8 +29,7 @@ from shelfwise.inventory.models import (
     VariantWrite,
 )
 from shelfwise.observability import logger
-from shelfwise.pagination import Page
-from shelfwise.storage.codec import decode_cursor, encode_cursor
+from shelfwise.pagination import Page, decode_cursor
 from shelfwise.storage.dynamo import (
     Action,
     Change,
@@ -82,11 +81,8 @@ class InventoryRepository:
     def create_product(self, sku: str, data: ProductIn, claim: Claim | None = None) -> Product:
         at = clock.now_iso()
         product = ProductItem.new(sku, data, at)
-        variants = [
-            VariantItem(sku, v.size, product.category, v.quantity, v.reorder_level, version=1, updated_at=at)
-            for v in data.variants
-        ]
-        result = product.product(variants)
+        variants = VariantItem.new(sku, data, at)
+        result = product.whole(variants)
         actions = [Put(product.item(), absent("pk")), *(Put(v.item(), absent("pk")) for v in variants)]
         try:
             self._transact(actions, claim, result)
@@ -117,12 +113,8 @@ class InventoryRepository:
         at = clock.now_iso()
         items = []
         for sku, data in products:
-            product = ProductItem.new(sku, data, at)
-            items.append(product.item())
-            items += [
-                VariantItem(sku, v.size, product.category, v.quantity, v.reorder_level, 1, at).item()
-                for v in data.variants
-            ]
+            items.append(ProductItem.new(sku, data, at).item())
+            items += [v.item() for v in VariantItem.new(sku, data, at)]
         self.db.batch_write(puts=items)
 
     def _read_product(self, sku: str) -> tuple[ProductItem | None, list[VariantItem]]:
@@ -141,7 +133,7 @@ class InventoryRepository:
         product, variants = self._read_product(sku)
         if product is None or product.deleted_at:
             raise NotFound(f"product {sku} does not exist", sku=sku)
-        return product.product(variants)
+        return product.whole(variants)
 
     def update_product(self, sku: str, changes: dict[str, object], claim: Claim | None = None) -> Product:
         """Change a product's fields; answers the product as it is afterwards. Optimistic: the change
@@ -151,13 +143,13 @@ class InventoryRepository:
             if product is None or product.deleted_at:
                 raise NotFound(f"product {sku} does not exist", sku=sku)
             at = clock.now_iso()
-            changed = replace(product, **changes, updated_at=at)  # type: ignore[arg-type]
-            condition = _LIVE_PRODUCT & eq("updated_at", product.updated_at)
+            changed = ProductItem(product.product.model_copy(update={**changes, "updated_at": at}))
+            condition = _LIVE_PRODUCT & eq("updated_at", product.product.updated_at)
             try:
                 self._transact(
                     [Change(ProductItem.key(sku), Update().set(**changes, updated_at=at), condition)],
                     claim,
-                    result := changed.product(variants),
+                    result := changed.whole(variants),
                 )
             except TransactionCancelled:
                 self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # changed meanwhile: again
@@ -216,10 +208,8 @@ class InventoryRepository:
         carry no name (a FilterExpression saves no read capacity anyway).
         """
         condition = ProductItem.in_catalog(category.value if category else None)
-        start = (
-            decode_cursor(cursor, names=ProductItem.CATALOG_KEYS, fixed={"catalog_pk": ProductItem.CATALOG})
-            if cursor
-            else None
+        start = decode_cursor(
+            cursor, names=ProductItem.CATALOG_KEYS, fixed={"catalog_pk": ProductItem.CATALOG}
         )
         if start and category is not None and not start["catalog_sk"].startswith(f"{category.value}#"):
             start = None  # a cursor from another filter: begin again rather than skip rows
@@ -233,8 +223,8 @@ class InventoryRepository:
         read = 0
 
         def flush() -> None:
-            if current is not None and (needle is None or needle in current.name.casefold()):
-                products.append(current.product(variants))
+            if current is not None and (needle is None or needle in current.product.name.casefold()):
+                products.append(current.whole(variants))
 
         for page in self.db.query_all(
             condition, index=CATALOG_INDEX, limit=min(500, (limit + 1) * 6), start=start
@@ -244,9 +234,9 @@ class InventoryRepository:
                     flush()
                     if len(products) >= limit:
                         # a full page: the next one starts at this product
-                        return Page(items=products, next_cursor=encode_cursor(last_key) if last_key else None)
+                        return Page.ending_at(products, last_key)
                     current, variants, before_current = ProductItem.parse(item), [], last_key
-                elif current is not None and item["sku"] == current.sku:
+                elif current is not None and item["sku"] == current.product.sku:
                     variants.append(VariantItem.parse(item))
                 last_key = {k: item[k] for k in ProductItem.CATALOG_KEYS}
                 read += 1
@@ -254,7 +244,7 @@ class InventoryRepository:
                 # Read budget spent while filtering: answer what matched so far; the next page
                 # starts at the product being read (its variants may not all be here yet).
                 resume = before_current or (start if current is None else None) or last_key
-                return Page(items=products, next_cursor=encode_cursor(resume) if resume else None)
+                return Page.ending_at(products, resume)
         flush()
         return Page(items=products, next_cursor=None)
 
@@ -267,12 +257,12 @@ class InventoryRepository:
             for item in page.items:
                 if item["type"] == ProductItem.TYPE:
                     if current is not None:
-                        yield current.product(variants)
+                        yield current.whole(variants)
                     current, variants = ProductItem.parse(item), []
-                elif current is not None and item["sku"] == current.sku:
+                elif current is not None and item["sku"] == current.product.sku:
                     variants.append(VariantItem.parse(item))
         if current is not None:
-            yield current.product(variants)
+            yield current.whole(variants)
 
     # -- variants and stock -------------------------------------------------------------------------
     def _variant(self, sku: str, size: str) -> VariantItem | None:
@@ -423,13 +413,8 @@ class InventoryRepository:
     def low_stock(self, *, limit: int, cursor: str | None) -> Page[LowStockItem]:
         """Variants at or below their reorder level (a Query on the sparse LowStock index), with
         their product's name; a variant whose product is gone is left out."""
-        start = (
-            decode_cursor(
-                cursor, names=VariantItem.LOWSTOCK_KEYS, fixed={"lowstock_pk": VariantItem.LOWSTOCK}
-            )
-            if cursor
-            else None
-        )
+        fixed = {"lowstock_pk": VariantItem.LOWSTOCK}
+        start = decode_cursor(cursor, names=VariantItem.LOWSTOCK_KEYS, fixed=fixed)
         page = self.db.query(
             eq("lowstock_pk", VariantItem.LOWSTOCK), index=LOWSTOCK_INDEX, limit=limit, start=start
         )
@@ -451,7 +436,7 @@ class InventoryRepository:
             for r in rows
             if r.sku in names
         ]
-        return Page(items=items, next_cursor=encode_cursor(page.last_key) if page.last_key else None)
+        return Page.ending_at(items, page.last_key)
 
 
 def _check_expected(sku: str, size: str, quantity: int, expected: int | None) -> None:

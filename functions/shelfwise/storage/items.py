@@ -26,11 +26,10 @@ caller to their own items). A deleted product or conversation leaves every index
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields
-from decimal import Decimal
 from typing import Any, Final, Self
 
 from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord, SummaryState
-from shelfwise.inventory.models import Adjustment, AdjustmentReason, Category, Product, ProductIn, Variant
+from shelfwise.inventory.models import Adjustment, AdjustmentReason, Product, ProductIn, Variant
 from shelfwise.storage.codec import Item
 from shelfwise.storage.expressions import Cond, begins_with, between, eq, ge
 
@@ -68,16 +67,11 @@ def _product_pk(sku: str) -> str:
 
 @dataclass(frozen=True)
 class ProductItem:
-    sku: str
-    category: str
-    name: str
-    color: str
-    price: Decimal
-    created_at: str
-    updated_at: str
-    collection: str | None = None
-    coming_soon: bool = False
-    deleted_at: str | None = None  # hidden: its history is being purged
+    """A product's item: the product without its variants (items of their own), and when it was
+    hidden (deleted: its history is being purged)."""
+
+    product: Product
+    deleted_at: str | None = None
 
     TYPE = "product"
     SK = "PRODUCT"
@@ -110,39 +104,23 @@ class ProductItem:
 
     @classmethod
     def new(cls, sku: str, data: ProductIn, at: str) -> Self:
-        return cls(
-            sku=sku,
-            category=data.category.value,
-            name=data.name,
-            color=data.color,
-            price=data.price,
-            collection=data.collection,
-            coming_soon=data.coming_soon,
-            created_at=at,
-            updated_at=at,
-        )
+        return cls(Product(sku=sku, **data.model_dump(exclude={"variants"}), created_at=at, updated_at=at))
 
     def item(self) -> Item:
-        catalog = {"catalog_pk": self.CATALOG, "catalog_sk": f"{self.category}#{self.sku}#0"}
-        return {**self.key(self.sku), "type": self.TYPE, **asdict(self), **catalog}
+        p = self.product
+        catalog = {"catalog_pk": self.CATALOG, "catalog_sk": f"{p.category.value}#{p.sku}#0"}
+        fields = {**p.model_dump(exclude={"variants"}), "category": p.category.value}
+        return {**self.key(p.sku), "type": self.TYPE, **fields, "deleted_at": self.deleted_at, **catalog}
 
     @classmethod
     def parse(cls, item: Item) -> Self:
-        return cls(**{**_fields(cls, item), "price": Decimal(item["price"])})
+        fields = {k: item[k] for k in Product.model_fields if k in item}
+        return cls(Product.model_validate(fields), item.get("deleted_at"))
 
-    def product(self, variants: list[VariantItem]) -> Product:
-        return Product(
-            sku=self.sku,
-            category=Category(self.category),
-            name=self.name,
-            color=self.color,
-            price=self.price,
-            collection=self.collection,
-            coming_soon=self.coming_soon,
-            variants=[v.variant() for v in sorted(variants, key=lambda v: size_order(v.size))],
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
+    def whole(self, variants: list[VariantItem]) -> Product:
+        """The product with its variants, in size order."""
+        ordered = [v.variant() for v in sorted(variants, key=lambda v: size_order(v.size))]
+        return self.product.model_copy(update={"variants": ordered})
 
 
 @dataclass(frozen=True)
@@ -164,6 +142,12 @@ class VariantItem:
     @staticmethod
     def key(sku: str, size: str) -> Key:
         return {"pk": _product_pk(sku), "sk": f"VARIANT#{size}"}
+
+    @classmethod
+    def new(cls, sku: str, data: ProductIn, at: str) -> list[Self]:
+        """A new product's variants."""
+        category = data.category.value
+        return [cls(sku, v.size, category, v.quantity, v.reorder_level, 1, at) for v in data.variants]
 
     @property
     def low(self) -> bool:
