@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 from infra.local.stream_pump import StreamPump
-from shelfwise.chat.models import ConversationIn, ConversationPatch
+from shelfwise.chat.models import ConversationIn, ConversationPatch, ConversationRef
 from shelfwise.errors import UpstreamError
 from shelfwise.inventory.models import ProductIn, ProductPatch, VariantIn
 from shelfwise.storage.codec import decode_item
-from shelfwise.storage.titles import ConversationRef
 from tests.fixtures.app import chat_settings, make_services
 from tests.fixtures.dynamodb import DynamoTarget
 

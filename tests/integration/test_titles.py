@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from infra.local.stream_pump import StreamPump
+from shelfwise.chat.models import ConversationRef
 from shelfwise.chat.titles import TitleService
 from shelfwise.entry.titles import make_handler
 from shelfwise.errors import StorageUnavailable
 from shelfwise.services import Services
 from shelfwise.storage.codec import decode_item, encode_item
 from shelfwise.storage.items import ConversationItem
-from shelfwise.storage.titles import ConversationRef
 from shelfwise.web.app import create_app
 from tests.fixtures.app import bearer, chat_settings, make_services
 from tests.fixtures.dynamodb import DynamoTarget

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -179,3 +180,43 @@ class Usage(BaseModel):
     cost_usd: float
     limit_tokens: int | None
     remaining_tokens: int | None
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What one turn reads: the conversation and its newest messages (newest first)."""
+
+    conversation: Conversation
+    recent: list[Message]
+
+
+# -- titles ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    user_id: str
+    conversation_id: str
+
+
+@dataclass(frozen=True)
+class TitleState:
+    """What TitleFunction needs to decide: the conversation's title fields and its first exchange."""
+
+    user_id: str
+    conversation_id: str
+    title: str | None
+    title_source: str | None
+    title_requested: str | None  # the token of a pending POST /conversations/{id}/title
+    deleting: bool
+    message_count: int
+    first_user: str | None
+    first_answer: str | None
+
+
+@dataclass(frozen=True)
+class RequestRefused:
+    """Why a fresh title could not be asked for."""
+
+    gone: bool  # no such conversation, or it is being deleted
+    user_title: bool  # its user named it

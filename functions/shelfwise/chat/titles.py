@@ -31,11 +31,12 @@ from pydantic import BaseModel
 
 from shelfwise import clock
 from shelfwise.chat.llm import ChatModel
+from shelfwise.chat.models import ConversationRef, TitleState
 from shelfwise.chat.personas import PromptLibrary, library
 from shelfwise.errors import Conflict, NotFound
 from shelfwise.observability import emit, logger, metrics
 from shelfwise.settings import Settings
-from shelfwise.storage.titles import ConversationRef, TitleRepository, TitleState
+from shelfwise.storage.titles import TitleRepository
 
 MAX_WORDS = 6
 MAX_CHARS = 60  # also bounds titles in scripts written without spaces

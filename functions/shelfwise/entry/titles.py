@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shelfwise.entry.stream_batch import Handler, record_key, stream_handler
 from shelfwise.observability import logger, metrics
 from shelfwise.settings import get_settings
-from shelfwise.storage.titles import ConversationRef
+from shelfwise.storage.items import ConversationItem
 
 if TYPE_CHECKING:
     from shelfwise.services import Services
@@ -78,7 +78,7 @@ def title_record(services: Services, record: DynamoDBRecord, context: LambdaCont
 
 def _title(services: Services, record: DynamoDBRecord, context: LambdaContext, records_left: int) -> str:
     key = record_key(record)
-    ref = ConversationRef.of_key(*key) if key else None
+    ref = ConversationItem.of_key(*key) if key else None
     if ref is None:  # the filter should not let these through; say so, do not fail
         logger.warning("stream record is not about a conversation", extra={"event_id": record.event_id})
         metrics.add_metric(name="TitlesSkipped", unit="Count", value=1)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 from shelfwise import clock
-from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord
+from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord, TurnContext
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page, decode_cursor
 from shelfwise.storage.codec import Item
@@ -23,14 +22,6 @@ CHUNK_TTL_SECONDS = 24 * 3600
 # What a refused second message is told to wait (at most): a turn usually ends within seconds, and
 # the lock of a crashed one would say minutes.
 TURN_RETRY_AFTER_SECONDS = 5
-
-
-@dataclass(frozen=True)
-class TurnContext:
-    """What one turn reads: the conversation and its newest messages (newest first)."""
-
-    conversation: Conversation
-    recent: list[Message]
 
 
 class ConversationRepository:
@@ -144,43 +135,34 @@ class ConversationRepository:
         never a 409.)
         """
         now = clock.now()
-        at = clock.iso(now)
-        lock: dict[str, Any] = {"turn_id": turn_id, "turn_until": int(now.timestamp()) + lock_seconds}
+        at, now_s = clock.iso(now), int(now.timestamp())
+        lock: dict[str, Any] = {"turn_id": turn_id, "turn_until": now_s + lock_seconds}
         if answer_id is not None:
             lock["turn_message_id"] = answer_id
         update = (
             Update()
-            .set(
-                last_seq=message.seq + 1,
-                **lock,
-                updated_at=at,
-                activity_sk=f"{at}#{conversation.id}",
-            )
+            .set(last_seq=message.seq + 1, **lock, updated_at=at, activity_sk=f"{at}#{conversation.id}")
             .add(message_count=1)
         )
-        free = absent("turn_id") | lt("turn_until", int(now.timestamp()))
+        free = absent("turn_id") | lt("turn_until", now_s)
+        state = ConversationItem.key(user_id, conversation.id)
         try:
             self.db.transact(
                 [
                     Put(MessageItem.item(user_id, conversation.id, message), absent("pk")),
-                    Change(
-                        ConversationItem.key(user_id, conversation.id),
-                        update,
-                        _LIVE & eq("last_seq", conversation.last_seq) & free,
-                    ),
+                    Change(state, update, _LIVE & eq("last_seq", conversation.last_seq) & free),
                 ]
             )
         except TransactionCancelled as exc:
-            found = exc.item(1)
-            if exc.failed(1) and (found is None or found.get("deleting")):
+            found = exc.item(1) or {}
+            if exc.failed(1) and (not found or found.get("deleting")):
                 raise NotFound("conversation not found", conversation_id=conversation.id) from exc
-            running = found is not None and found.get("turn_id") is not None
-            until = int(found.get("turn_until") or 0) if running and found is not None else 0
+            holder = found if found.get("turn_id") is not None else {}  # the turn holding it, if any
             raise TurnInProgress(
                 "another message of this conversation is being answered; retry when it is done",
                 conversation_id=conversation.id,
-                message_id=found.get("turn_message_id") if running and found is not None else None,
-                retry_after=min(TURN_RETRY_AFTER_SECONDS, max(1, until - int(now.timestamp()))),
+                message_id=holder.get("turn_message_id"),
+                retry_after=min(TURN_RETRY_AFTER_SECONDS, max(1, int(holder.get("turn_until") or 0) - now_s)),
             ) from exc
 
     def finish_turn(
@@ -213,34 +195,22 @@ class ConversationRepository:
         slot = absent("pk") | eq("turn_id", turn_id)  # empty, or this turn's streaming message
         answer = Put(MessageItem.item(user_id, conversation_id, message, record, assembly), slot)
         key = ConversationItem.key(user_id, conversation_id)
-        try:
-            self.db.transact(
-                [
-                    answer,
-                    Change(key, counters.copy().remove(*_LOCK_FIELDS), _LIVE & eq("turn_id", turn_id)),
-                ]
-            )
-            return
-        except TransactionCancelled as exc:
-            if exc.failed(0):
-                raise Conflict(
-                    "this answer's slot is already taken", conversation_id=conversation_id
-                ) from exc
-            found = exc.item(1)
-            if found is None or found.get("deleting"):
-                raise NotFound(
-                    "the conversation was deleted during the turn", conversation_id=conversation_id
-                ) from exc
-        try:  # another turn holds the conversation (or none does): store the answer, keep its lock
-            self.db.transact([answer, Change(key, counters, _LIVE)])
-        except TransactionCancelled as exc:
-            if exc.failed(0):
-                raise Conflict(
-                    "this answer's slot is already taken", conversation_id=conversation_id
-                ) from exc
-            raise NotFound(
-                "the conversation was deleted during the turn", conversation_id=conversation_id
-            ) from exc
+        freeing = Change(key, counters.copy().remove(*_LOCK_FIELDS), _LIVE & eq("turn_id", turn_id))
+        # When another turn holds the conversation (or none does): store the answer, keep that lock.
+        for change in (freeing, Change(key, counters, _LIVE)):
+            try:
+                self.db.transact([answer, change])
+                return
+            except TransactionCancelled as exc:
+                if exc.failed(0):
+                    raise Conflict(
+                        "this answer's slot is already taken", conversation_id=conversation_id
+                    ) from exc
+                found = exc.item(1)
+                if change is not freeing or found is None or found.get("deleting"):
+                    raise NotFound(
+                        "the conversation was deleted during the turn", conversation_id=conversation_id
+                    ) from exc
 
     # -- answers while they stream ------------------------------------------------------------------
     def open_answer(self, user_id: str, conversation_id: str, message: Message, record: StreamRecord) -> None:

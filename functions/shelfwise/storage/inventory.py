@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, Literal
 
 from shelfwise import clock
 from shelfwise.errors import (
     AlreadyExists,
-    InsufficientStock,
     LinesRefused,
     NotFound,
-    StaleQuantity,
     StorageError,
     StorageUnavailable,
 )
+from shelfwise.inventory import rules
 from shelfwise.inventory.models import (
     Adjustment,
     BulkAdjustment,
@@ -92,17 +91,30 @@ class InventoryRepository:
             raise StorageError("a new product's variant slot was taken", sku=sku) from exc
         return result
 
-    def _transact(self, actions: list[Action], claim: Claim | None, result: object) -> None:
+    def _transact(
+        self, actions: list[Action], claim: Claim | None, result: object, *, batch: bool = False
+    ) -> None:
         """Run a write's transaction, with the record of its answer when it came with a key; a record
         already under the key raises KeyTaken (checked before any other reason it was cancelled)."""
         if claim is None:
             self.db.transact(actions)
             return
         try:
-            self.db.transact([*actions, claim.action(result)])
+            self.db.transact([*actions, claim.action(result, batch=batch)])
         except TransactionCancelled as exc:
             claim.taken(exc, len(actions))
             raise
+
+    def _until_won[T](self, attempt: Callable[[], T], busy: str, **details: Any) -> T:
+        """Optimistic concurrency: `attempt` reads, checks and writes on the condition that nothing
+        changed since the read; a lost race (TransactionCancelled) reads again after a jittered pause,
+        and one lost too often is StorageUnavailable (`busy`)."""
+        for n in range(self.stock_retry_attempts):
+            try:
+                return attempt()
+            except TransactionCancelled:
+                self.db.sleep(backoff_seconds(n, base=0.004, cap=0.1))
+        raise StorageUnavailable(busy, **details)
 
     def import_products(self, products: list[tuple[str, ProductIn]]) -> None:
         """Bulk-write new products with their variants (BatchWriteItem, 25 items a call).
@@ -138,24 +150,22 @@ class InventoryRepository:
     def update_product(self, sku: str, changes: dict[str, object], claim: Claim | None = None) -> Product:
         """Change a product's fields; answers the product as it is afterwards. Optimistic: the change
         is written on the condition that the product is as it was read (`updated_at`)."""
-        for attempt in range(self.stock_retry_attempts):
+
+        def attempt() -> Product:
             product, variants = self._read_product(sku)
             if product is None or product.deleted_at:
                 raise NotFound(f"product {sku} does not exist", sku=sku)
             at = clock.now_iso()
-            changed = ProductItem(product.product.model_copy(update={**changes, "updated_at": at}))
+            changed = product.product.model_copy(update={**changes, "updated_at": at})
+            result = ProductItem(changed).whole(variants)
             condition = _LIVE_PRODUCT & eq("updated_at", product.product.updated_at)
-            try:
-                self._transact(
-                    [Change(ProductItem.key(sku), Update().set(**changes, updated_at=at), condition)],
-                    claim,
-                    result := changed.whole(variants),
-                )
-            except TransactionCancelled:
-                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # changed meanwhile: again
-                continue
+            change = Change(ProductItem.key(sku), Update().set(**changes, updated_at=at), condition)
+            self._transact([change], claim, result)
             return result
-        raise StorageUnavailable("the product kept changing while it was being written, retry", sku=sku)
+
+        return self._until_won(
+            attempt, "the product kept changing while it was being written, retry", sku=sku
+        )
 
     def delete_product(self, sku: str, claim: Claim | None = None) -> None:
         """Hide the product and take its variants out of every index, in one transaction; the items
@@ -276,13 +286,13 @@ class InventoryRepository:
         """Create or replace a variant's stock and reorder level, and whether it is new. With
         `expected_quantity`, refused (StaleQuantity) unless the stored quantity is that (a variant
         that does not exist yet holds 0)."""
-        for attempt in range(self.stock_retry_attempts):
+
+        def attempt() -> VariantWrite:
             existing = self._variant(sku, size)
-            _check_expected(sku, size, existing.quantity if existing else 0, data.expected_quantity)
+            rules.check_expected(sku, size, existing.quantity if existing else 0, data.expected_quantity)
             version = existing.version if existing else 0
-            variant = VariantItem(
-                sku, size, category, data.quantity, data.reorder_level, version + 1, clock.now_iso()
-            )
+            at = clock.now_iso()
+            variant = VariantItem(sku, size, category, data.quantity, data.reorder_level, version + 1, at)
             condition = eq("version", version) if existing else absent("pk")
             result = VariantWrite(variant=variant.variant(), created=existing is None)
             try:
@@ -294,12 +304,11 @@ class InventoryRepository:
             except TransactionCancelled as exc:
                 if exc.failed(0):
                     raise NotFound(f"product {sku} does not exist", sku=sku) from exc
-                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
-                continue
+                raise
             return result
-        raise StorageUnavailable(
-            "the variant kept changing while it was being written, retry", sku=sku, size=size
-        )
+
+        busy = "the variant kept changing while it was being written, retry"
+        return self._until_won(attempt, busy, sku=sku, size=size)
 
     def delete_variant(self, sku: str, size: str, claim: Claim | None = None) -> None:
         try:
@@ -319,25 +328,19 @@ class InventoryRepository:
         race. A decrement below zero, or a quantity other than `expected_quantity`, is refused
         against the freshest quantity and writes nothing.
         """
-        for attempt in range(self.stock_retry_attempts):
+
+        def attempt() -> Adjustment:
             variant = self._variant(sku, size)
             if variant is None:
                 raise NotFound(f"variant {sku}/{size} does not exist", sku=sku, size=size)
-            _check_expected(sku, size, variant.quantity, change.expected_quantity)
-            _check_stock(sku, size, variant.quantity, change.delta)
-            at = clock.now_iso()
-            adjustment = _applied(change, variant, actor, at)
-            try:
-                self._transact(
-                    [self._moved(variant, adjustment), Put(AdjustmentItem.item(adjustment), absent("pk"))],
-                    claim,
-                    adjustment,
-                )
-            except TransactionCancelled:
-                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
-                continue
+            rules.check(change, variant.quantity)
+            adjustment = rules.applied(change, variant.quantity, actor, clock.now_iso())
+            moved = [self._moved(variant, adjustment), Put(AdjustmentItem.item(adjustment), absent("pk"))]
+            self._transact(moved, claim, adjustment)
             return adjustment
-        raise StorageUnavailable("too many concurrent changes to this variant, retry", sku=sku, size=size)
+
+        busy = "too many concurrent changes to this variant, retry"
+        return self._until_won(attempt, busy, sku=sku, size=size)
 
     @staticmethod
     def _moved(variant: VariantItem, adjustment: Adjustment) -> Action:
@@ -360,36 +363,27 @@ class InventoryRepository:
         """Apply every change or none, in one transaction with the batch's record (which holds the
         lines: they are filed as adjustment items right after, and from the table's stream should
         this process stop first). A line that refuses refuses the batch: LinesRefused names them all."""
-        for attempt in range(self.stock_retry_attempts):
-            found = {
-                (v.sku, v.size): v
-                for v in map(
-                    VariantItem.parse,
-                    self.db.batch_get([VariantItem.key(c.sku, c.size) for c in changes], consistent=True),
-                )
-                if not v.deleted_at
-            }
-            refused = _refusals(changes, found)
-            if refused:
+
+        def attempt() -> BulkAdjustment:
+            keys = [VariantItem.key(c.sku, c.size) for c in changes]
+            found = [VariantItem.parse(item) for item in self.db.batch_get(keys, consistent=True)]
+            live = {(v.sku, v.size): v for v in found if not v.deleted_at}
+            quantities = {k: v.quantity for k, v in live.items()}
+            if refused := rules.refusals(changes, quantities):
                 raise LinesRefused(
                     f"{len(refused)} of {len(changes)} lines refused; nothing changed", lines=refused
                 )
             batch_id, at = uuid.uuid4().hex, clock.now_iso()
-            result = BulkAdjustment(
-                batch_id=batch_id,
-                lines=[_applied(c, found[(c.sku, c.size)], actor, at, batch_id) for c in changes],
-            )
-            actions = [self._moved(found[(line.sku, line.size)], line) for line in result.lines]
+            lines = [rules.applied(c, quantities[(c.sku, c.size)], actor, at, batch_id) for c in changes]
+            result = BulkAdjustment(batch_id=batch_id, lines=lines)
+            actions = [self._moved(live[(line.sku, line.size)], line) for line in lines]
             record = claim or self.records.batch(batch_id, lambda r: r.model_dump_json())
-            try:
-                self.db.transact([*actions, record.action(result, batch=True)])
-            except TransactionCancelled as exc:
-                record.taken(exc, len(actions))
-                self.db.sleep(backoff_seconds(attempt, base=0.004, cap=0.1))  # lost a race: read again
-                continue
-            self.file_batch(result, on_error="log")
+            self._transact(actions, record, result, batch=True)
             return result
-        raise StorageUnavailable("too many concurrent changes to these variants, retry")
+
+        result = self._until_won(attempt, "too many concurrent changes to these variants, retry")
+        self.file_batch(result, on_error="log")
+        return result
 
     def file_batch(self, batch: BulkAdjustment, *, on_error: Literal["log", "raise"] = "raise") -> int:
         """Write a bulk adjustment's lines as adjustment items (idempotent: the same keys each time)."""
@@ -437,60 +431,3 @@ class InventoryRepository:
             if r.sku in names
         ]
         return Page.ending_at(items, page.last_key)
-
-
-def _check_expected(sku: str, size: str, quantity: int, expected: int | None) -> None:
-    if expected is not None and quantity != expected:
-        raise StaleQuantity(
-            f"{sku}/{size} holds {quantity}, not the {expected} expected; nothing changed",
-            sku=sku,
-            size=size,
-            quantity=quantity,
-            expected_quantity=expected,
-        )
-
-
-def _check_stock(sku: str, size: str, quantity: int, delta: int) -> None:
-    if quantity + delta < 0:
-        raise InsufficientStock(
-            f"only {quantity} in stock for {sku}/{size}; cannot remove {-delta}",
-            sku=sku,
-            size=size,
-            quantity=quantity,
-            delta=delta,
-        )
-
-
-def _refusals(changes: list[StockChange], found: dict[tuple[str, str], VariantItem]) -> list[dict[str, Any]]:
-    """The lines of a bulk adjustment that cannot apply, by the single adjustment's own rules:
-    `{index, code, quantity}` each (quantity: the stored one, None for a missing variant)."""
-    refused: list[dict[str, Any]] = []
-    for index, change in enumerate(changes):
-        variant = found.get((change.sku, change.size))
-        if variant is None:
-            refused.append({"index": index, "code": NotFound.code, "quantity": None})
-            continue
-        try:
-            _check_expected(change.sku, change.size, variant.quantity, change.expected_quantity)
-            _check_stock(change.sku, change.size, variant.quantity, change.delta)
-        except (StaleQuantity, InsufficientStock) as exc:
-            refused.append({"index": index, "code": exc.code, "quantity": variant.quantity})
-    return refused
-
-
-def _applied(
-    change: StockChange, variant: VariantItem, actor: str, at: str, batch_id: str | None = None
-) -> Adjustment:
-    return Adjustment(
-        id=uuid.uuid4().hex,
-        sku=variant.sku,
-        size=variant.size,
-        delta=change.delta,
-        quantity_before=variant.quantity,
-        quantity_after=variant.quantity + change.delta,
-        reason=change.reason,
-        note=change.note,
-        actor=actor,
-        at=at,
-        batch_id=batch_id,
-    )

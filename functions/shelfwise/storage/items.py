@@ -28,8 +28,17 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Final, Self
 
-from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord, SummaryState
+from shelfwise.chat.models import (
+    Assembly,
+    Conversation,
+    ConversationRef,
+    Message,
+    MessageDetail,
+    StreamRecord,
+    SummaryState,
+)
 from shelfwise.inventory.models import Adjustment, AdjustmentReason, Product, ProductIn, Variant
+from shelfwise.inventory.rules import size_order
 from shelfwise.storage.codec import Item
 from shelfwise.storage.expressions import Cond, begins_with, between, eq, ge
 
@@ -38,7 +47,6 @@ CATALOG_INDEX: Final = "Catalog"
 LOWSTOCK_INDEX: Final = "LowStock"
 ACTIVITY_INDEX: Final = "ByActivity"
 _REASONS = frozenset(AdjustmentReason)
-_SIZE_RANK = {s: i for i, s in enumerate(["XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL", "ONE"])}
 
 
 def _fields(cls: Any, item: Item) -> dict[str, Any]:
@@ -46,16 +54,6 @@ def _fields(cls: Any, item: Item) -> dict[str, Any]:
     return {
         f.name: item[f.name] if f.default is MISSING else item.get(f.name, f.default) for f in fields(cls)
     }
-
-
-def size_order(size: str) -> tuple[int, float, str]:
-    """Apparel sizes in their natural order, then numeric sizes, then the rest."""
-    if size in _SIZE_RANK:
-        return (0, _SIZE_RANK[size], size)
-    try:
-        return (1, float(size), size)
-    except ValueError:
-        return (2, 0.0, size)
 
 
 def _product_pk(sku: str) -> str:
@@ -281,11 +279,11 @@ class ConversationItem:
         return {"pk": _conversation_pk(user_id, conversation_id), "sk": cls.SK}
 
     @classmethod
-    def of_key(cls, pk: str, sk: str) -> tuple[str, str] | None:
-        """(user id, conversation id) of a conversation's state key, None for any other key."""
+    def of_key(cls, pk: str, sk: str) -> ConversationRef | None:
+        """The conversation whose state item has this key, None for any other key."""
         user_part, mark, conversation_id = pk.partition("#CONV#")
         if sk == cls.SK and mark and user_part.startswith("USER#") and conversation_id:
-            return user_part.removeprefix("USER#"), conversation_id
+            return ConversationRef(user_part.removeprefix("USER#"), conversation_id)
         return None
 
     @staticmethod

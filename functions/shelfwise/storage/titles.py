@@ -12,9 +12,9 @@ Every write here is conditional, so a late, repeated or out-of-order stream deli
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 from shelfwise import clock
+from shelfwise.chat.models import ConversationRef, RequestRefused, TitleState
 from shelfwise.storage.dynamo import ConditionFailed, Dynamo
 from shelfwise.storage.expressions import Update, absent, eq, exists, ne
 from shelfwise.storage.items import ConversationItem, MessageItem
@@ -23,41 +23,6 @@ from shelfwise.storage.items import ConversationItem, MessageItem
 _FIRST_MESSAGES = 6
 _LIVE = exists("pk") & absent("deleting")
 _NOT_THE_USERS = absent("title_source") | ne("title_source", "user")
-
-
-@dataclass(frozen=True)
-class ConversationRef:
-    user_id: str
-    conversation_id: str
-
-    @classmethod
-    def of_key(cls, pk: str, sk: str) -> ConversationRef | None:
-        """The conversation whose state item has this key; None for any other item."""
-        found = ConversationItem.of_key(pk, sk)
-        return cls(*found) if found else None
-
-
-@dataclass(frozen=True)
-class TitleState:
-    """What TitleFunction needs to decide: the conversation's title fields and its first exchange."""
-
-    user_id: str
-    conversation_id: str
-    title: str | None
-    title_source: str | None
-    title_requested: str | None  # the token of a pending POST /conversations/{id}/title
-    deleting: bool
-    message_count: int
-    first_user: str | None
-    first_answer: str | None
-
-
-@dataclass(frozen=True)
-class RequestRefused:
-    """Why a fresh title could not be asked for."""
-
-    gone: bool  # no such conversation, or it is being deleted
-    user_title: bool  # its user named it
 
 
 class TitleRepository:
