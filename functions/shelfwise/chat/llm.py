@@ -19,6 +19,7 @@ and only where retries are allowed). A key that is refused again, or did not cha
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -282,18 +283,22 @@ class ChatModel:
             kwargs["tools"] = list(tools)
         settings = self.settings
         clock = asyncio.get_running_loop().time
-        deadline = clock() + settings.llm_retry_budget_seconds
+        deadline = math.inf  # set once the first request is about to go out
         attempt = empties = 0
         rekeyed = False  # a refused key is read anew once per call
         while True:
             stream: Any = None
             head: list[Any] = []
             key: str | None = None
-            wait = min(settings.llm_first_token_timeout_seconds, max(0.0, deadline - clock()))
             try:
+                # Our own work (the first call imports and builds the client) is not the model's
+                # time: the first-token clock and the retry budget start at the request.
+                keyed = await self._client()
+                key = keyed.key
+                if deadline == math.inf:
+                    deadline = clock() + settings.llm_retry_budget_seconds
+                wait = min(settings.llm_first_token_timeout_seconds, max(0.0, deadline - clock()))
                 with anyio.fail_after(wait):
-                    keyed = await self._client()
-                    key = keyed.key
                     stream = await keyed.client.chat.completions.create(**kwargs)
                     chunks = stream.__aiter__()
                     async for chunk in chunks:  # up to the first token: a role chunk is not one
