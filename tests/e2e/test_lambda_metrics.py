@@ -69,7 +69,12 @@ def test_a_turn_prints_the_dashboards_metrics(stack: StreamStack, offline_model:
     broken = stack.api.wait_response(stack.api.invoke(turn_event(conversation_id, "tell me a long story")))
     assert [n for n, _ in sse_events(broken.payload)][-1] == "error"
     stack.api.wait_next_calls(asked + 2)  # both invocations over: their metrics flushed
-    lines = metric_lines(stack.process.output())
+
+    def flushed() -> list[dict[str, Any]]:
+        lines = metric_lines(stack.process.output())
+        return lines if len(by_name(lines, "PromptTokens")) >= 2 else []
+
+    lines = stack.process.wait_until(flushed)
 
     service = [("service",)]
     for name, unit in (
@@ -113,6 +118,11 @@ def test_a_turn_over_budget_counts_a_rejection(stack: StreamStack) -> None:
     assert refused.prelude["statusCode"] == 429
     assert json.loads(refused.payload)["error"]["code"] == "budget_exceeded"
     stack.api.wait_next_calls(asked + 1)
-    rejections = by_name(metric_lines(stack.process.output()), "BudgetRejections")
+
+    def counted() -> list[dict[str, Any]]:
+        found = by_name(metric_lines(stack.process.output()), "BudgetRejections")
+        return found if len(found) > before else []
+
+    rejections = stack.process.wait_until(counted)
     assert len(rejections) == before + 1
     assert (rejections[-1]["unit"], rejections[-1]["dimensions"]) == ("Count", [("service",)])

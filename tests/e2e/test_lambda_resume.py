@@ -184,7 +184,7 @@ def test_the_invocations_deadline_ends_the_turn(two: Two, paced: Any) -> None:
     assert answer.content == text_of(sse_ids(ended.payload))
     log = two.here.process.wait_for_log(turn, "turn reached its deadline")
     assert log["conversation_id"] == conversation_id
-    assert '"TurnDeadlines"' in two.here.process.output()
+    two.here.process.wait_until(lambda: '"TurnDeadlines"' in two.here.process.output())
 
     paced.token_delay_ms = 0
     again = two.here.api.wait_response(

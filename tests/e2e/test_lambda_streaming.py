@@ -211,9 +211,13 @@ def test_invocations_in_a_row_each_with_its_request_id_logs_and_metrics(stack: S
         assert log["xray_trace_id"].startswith("1-")  # from Lambda-Runtime-Trace-Id
     stored = stack.services.chat.list_messages(USER_SUB, conversation_id, limit=10, cursor=None).items
     assert [m.content for m in stored if m.role == "user"] == ["first question", "second question"]
+
     # Metrics are flushed per invocation (EMF on stdout), not held until the process ends.
-    emf = [r for r in stack.process.records() if "_aws" in r and "ApiRequests" in r]
-    assert len(emf) >= 2
+    def api_metrics() -> list[dict[str, Any]]:
+        return [r for r in stack.process.records() if "_aws" in r and "ApiRequests" in r]
+
+    stack.process.wait_until(lambda: len(api_metrics()) >= 2)  # one line per invocation
+    emf = api_metrics()
     assert emf[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Shelfwise"
 
 
@@ -253,12 +257,9 @@ def test_a_completion_that_did_not_succeed_is_counted(stack: StreamStack) -> Non
         streamed,
     )
     # The EMF line of that invocation: one StreamCompletionNotSuccess, with the status beside it.
-    deadline = time.monotonic() + 10
-    while not (
-        emf := [r for r in stack.process.records() if "_aws" in r and r.get("stream_request_id") == streamed]
-    ):
-        assert time.monotonic() < deadline, stack.process.output()[-3000:]
-        time.sleep(0.05)
+    emf = stack.process.wait_until(
+        lambda: [r for r in stack.process.records() if "_aws" in r and r.get("stream_request_id") == streamed]
+    )
     assert emf[0]["StreamCompletionNotSuccess"] == [1.0]
     assert emf[0]["invoke_completion_status"] == "Failure"
     names = {m["Name"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
