@@ -35,9 +35,7 @@ def test_reading_a_product_does_not_read_its_stock_history(ddb: DynamoTarget) ->
     repo = InventoryRepository(db)
     repo.create_product("TE-0001", black_tee(("S", 100), ("M", 100)))
     for i in range(30):
-        repo.adjust_stock(
-            "TE-0001", "M", StockChange("TE-0001", "M", -1, AdjustmentReason.SALE, f"#{i}"), "till"
-        )
+        repo.adjust_stock(StockChange("TE-0001", "M", -1, AdjustmentReason.SALE, f"#{i}"), "till")
     db.items_read = 0
     product = repo.get_product("TE-0001")
     assert {v.size: v.quantity for v in product.variants} == {"S": 100, "M": 70}
@@ -108,3 +106,17 @@ def test_the_assistants_tools_only_read(ddb: DynamoTarget) -> None:
         assert ok, (name, result)
     assert calls, "the tools read the table"
     assert not _WRITES & set(calls), calls
+
+
+def test_the_catalog_for_totals_reads_every_product_of_many_pages_once(ddb: DynamoTarget) -> None:
+    """More products than one catalog page holds (1,000), with three variants each (more items than
+    one page reads): every product once, with all its variants (the inventory value's input)."""
+    db = CountingDynamo(ddb.client, ddb.table_name)
+    repo = InventoryRepository(db)
+    tee = black_tee(("S", 1), ("M", 2), ("L", 3))
+    repo.import_products([(f"TE-{n:04d}", tee) for n in range(1, 1_201)])
+    products = list(repo.catalog())
+    assert [p.sku for p in products] == [f"TE-{n:04d}" for n in range(1, 1_201)]
+    assert {sum(v.quantity for v in p.variants) for p in products} == {6}
+    # pages meet at a product: only the few items where a page ended are read twice
+    assert 1_200 * 4 <= db.items_read <= 1_200 * 4 + 20

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shelfwise.chat.models import TitleState
 from shelfwise.chat.personas import library
 from shelfwise.chat.titles import FALLBACK_TITLE, MAX_CHARS, clean_title, fallback_title, title_request
 
@@ -84,3 +85,29 @@ def test_the_request_is_the_title_task_and_a_labelled_first_exchange() -> None:
     only = title_request(task, "x" * 10_000, None)[1]["content"]
     assert "Assistant:" not in only
     assert len(only) < 2_200
+
+
+@pytest.mark.parametrize(
+    ("opening", "exchange"),
+    [
+        ((), (None, None)),
+        ((("user", "  How many tees?  "),), ("How many tees?", None)),
+        ((("user", "How many tees?"), ("assistant", "17 in M.")), ("How many tees?", "17 in M.")),
+        # a greeting before the user spoke is not an answer; empty messages say nothing
+        (
+            (
+                ("assistant", "Hello!"),
+                ("user", " "),
+                ("user", "Hoodies?"),
+                ("assistant", ""),
+                ("assistant", "4"),
+            ),
+            ("Hoodies?", "4"),
+        ),
+    ],
+)
+def test_the_title_is_made_from_the_first_exchange(
+    opening: tuple[tuple[str, str], ...], exchange: tuple[str | None, str | None]
+) -> None:
+    state = TitleState("c1", None, None, None, False, opening)
+    assert (state.first_user, state.first_answer) == exchange

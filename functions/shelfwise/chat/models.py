@@ -201,17 +201,35 @@ class ConversationRef:
 
 @dataclass(frozen=True)
 class TitleState:
-    """What TitleFunction needs to decide: the conversation's title fields and its first exchange."""
+    """What TitleFunction needs to decide: the conversation's title fields and its first messages."""
 
-    user_id: str
     conversation_id: str
     title: str | None
     title_source: str | None
     title_requested: str | None  # the token of a pending POST /conversations/{id}/title
     deleting: bool
-    message_count: int
-    first_user: str | None
-    first_answer: str | None
+    opening: tuple[tuple[str, str], ...] = ()  # (role, content) of the first messages, oldest first
+
+    @property
+    def first_user(self) -> str | None:
+        """The first thing the user said (None: nothing yet to title from)."""
+        return self._first_exchange()[0]
+
+    @property
+    def first_answer(self) -> str | None:
+        """The first answer to it, if there is one yet."""
+        return self._first_exchange()[1]
+
+    def _first_exchange(self) -> tuple[str | None, str | None]:
+        user = None
+        for role, content in self.opening:
+            if not (text := content.strip()):
+                continue
+            if role == "user" and user is None:
+                user = text
+            elif role == "assistant" and user is not None:
+                return user, text
+        return user, None
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,7 @@ class InventoryService:
         change = StockChange(sku, size, delta, AdjustmentReason(reason), note, expected_quantity)
         try:
             adjustment = self._once(
-                once, Adjustment, lambda claim: self.repo.adjust_stock(sku, size, change, actor, claim)
+                once, Adjustment, lambda claim: self.repo.adjust_stock(change, actor, claim)
             )
         except (InsufficientStock, StaleQuantity):
             metrics.add_metric(name="StockAdjustmentsRefused", unit="Count", value=1)

@@ -259,20 +259,14 @@ class InventoryRepository:
         return Page(items=products, next_cursor=None)
 
     def catalog(self) -> Iterator[Product]:
-        """Every listed product with its variants, in catalog order (for totals). A variant is only
-        ever counted under its own product: one whose product is gone is left out."""
-        current: ProductItem | None = None
-        variants: list[VariantItem] = []
-        for page in self.db.query_all(ProductItem.in_catalog(), index=CATALOG_INDEX):
-            for item in page.items:
-                if item["type"] == ProductItem.TYPE:
-                    if current is not None:
-                        yield current.whole(variants)
-                    current, variants = ProductItem.parse(item), []
-                elif current is not None and item["sku"] == current.product.sku:
-                    variants.append(VariantItem.parse(item))
-        if current is not None:
-            yield current.whole(variants)
+        """Every listed product with its variants, in catalog order (for totals): the pages of
+        `list_products`, so a variant is only ever counted under its own, listed product."""
+        cursor: str | None = None
+        while True:
+            page = self.list_products(category=None, name_contains=None, limit=1_000, cursor=cursor)
+            yield from page.items
+            if (cursor := page.next_cursor) is None:
+                return
 
     # -- variants and stock -------------------------------------------------------------------------
     def _variant(self, sku: str, size: str) -> VariantItem | None:
@@ -318,9 +312,7 @@ class InventoryRepository:
         except TransactionCancelled as exc:
             raise NotFound(f"variant {sku}/{size} does not exist", sku=sku, size=size) from exc
 
-    def adjust_stock(
-        self, sku: str, size: str, change: StockChange, actor: str, claim: Claim | None = None
-    ) -> Adjustment:
+    def adjust_stock(self, change: StockChange, actor: str, claim: Claim | None = None) -> Adjustment:
         """Add `change.delta` to a variant's quantity, atomically with its audit record.
 
         Optimistic concurrency: read the variant, write the new quantity (and the low-stock index
@@ -328,6 +320,8 @@ class InventoryRepository:
         race. A decrement below zero, or a quantity other than `expected_quantity`, is refused
         against the freshest quantity and writes nothing.
         """
+
+        sku, size = change.sku, change.size
 
         def attempt() -> Adjustment:
             variant = self._variant(sku, size)

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Final, Self
 
+from pydantic import BaseModel
+
 from shelfwise.chat.models import (
     Assembly,
     Conversation,
@@ -54,6 +56,11 @@ def _fields(cls: Any, item: Item) -> dict[str, Any]:
     return {
         f.name: item[f.name] if f.default is MISSING else item.get(f.name, f.default) for f in fields(cls)
     }
+
+
+def _picked(model: type[BaseModel], item: Item) -> dict[str, Any]:
+    """The item's attributes that are fields of a domain model."""
+    return {k: item[k] for k in model.model_fields if k in item}
 
 
 def _product_pk(sku: str) -> str:
@@ -112,8 +119,7 @@ class ProductItem:
 
     @classmethod
     def parse(cls, item: Item) -> Self:
-        fields = {k: item[k] for k in Product.model_fields if k in item}
-        return cls(Product.model_validate(fields), item.get("deleted_at"))
+        return cls(Product.model_validate(_picked(Product, item)), item.get("deleted_at"))
 
     def whole(self, variants: list[VariantItem]) -> Product:
         """The product with its variants, in size order."""
@@ -200,7 +206,7 @@ class AdjustmentItem:
 
     @staticmethod
     def parse(item: Item) -> Adjustment:
-        fields = {k: v for k, v in item.items() if k in Adjustment.model_fields}
+        fields = _picked(Adjustment, item)
         if fields["reason"] not in _REASONS:  # written before reasons were a fixed list: free text
             fields["note"] = fields.get("note") or fields["reason"]
             fields["reason"] = AdjustmentReason.OTHER
@@ -318,7 +324,6 @@ class ConversationItem:
 
     @classmethod
     def parse(cls, item: Item) -> Self:
-        fields = {k: item[k] for k in Conversation.model_fields if k in item and k != "summary"}
         summary = SummaryState(
             through_seq=item.get("summary_through_seq", 0),
             updated_at=item.get("summary_updated_at"),
@@ -327,7 +332,7 @@ class ConversationItem:
         )
         return cls(
             user_id=item["user_id"],
-            conversation=Conversation(**fields, summary=summary),
+            conversation=Conversation(**_picked(Conversation, item), summary=summary),
             deleting=bool(item.get("deleting")),
             turn_id=item.get("turn_id"),
             turn_until=item.get("turn_until"),
@@ -381,20 +386,16 @@ class MessageItem:
 
     @staticmethod
     def parse(item: Item) -> Message:
-        return Message.model_validate({k: v for k, v in item.items() if k in Message.model_fields})
+        return Message.model_validate(_picked(Message, item))
 
     @staticmethod
     def parse_detail(item: Item) -> MessageDetail:
         """The message with its assembly record (the single-message GET)."""
-        fields = MessageDetail.model_fields
-        return MessageDetail.model_validate({k: v for k, v in item.items() if k in fields})
+        return MessageDetail.model_validate(_picked(MessageDetail, item))
 
     @classmethod
     def parse_record(cls, item: Item) -> tuple[Message, StreamRecord]:
-        record = StreamRecord.model_validate(
-            {k: v for k, v in item.items() if k in StreamRecord.model_fields}
-        )
-        return cls.parse(item), record
+        return cls.parse(item), StreamRecord.model_validate(_picked(StreamRecord, item))
 
 
 class ChunkItem:

@@ -19,7 +19,7 @@ from shelfwise.storage.dynamo import ConditionFailed, Dynamo
 from shelfwise.storage.expressions import Update, absent, eq, exists, ne
 from shelfwise.storage.items import ConversationItem, MessageItem
 
-# How many of the first messages to read to find the first exchange (a user message and the answer).
+# How many of the first messages to read for the first exchange (a user message and its answer).
 _FIRST_MESSAGES = 6
 _LIVE = exists("pk") & absent("deleting")
 _NOT_THE_USERS = absent("title_source") | ne("title_source", "user")
@@ -30,38 +30,27 @@ class TitleRepository:
         self.db = db
 
     def read(self, ref: ConversationRef) -> TitleState | None:
-        """The conversation's title fields and first exchange (consistent reads); None if it is gone."""
+        """The conversation's title fields and first messages (consistent reads); None if it is gone."""
         item = self.db.get(ConversationItem.key(ref.user_id, ref.conversation_id))
         if item is None:
             return None
         state = ConversationItem.parse(item)
-        first_user: str | None = None
-        first_answer: str | None = None
-        if state.conversation.message_count:
+        conversation, opening = state.conversation, []
+        if conversation.message_count:
             page = self.db.query(
                 MessageItem.of(ref.user_id, ref.conversation_id),
                 attributes=("role", "content"),
                 limit=_FIRST_MESSAGES,
                 consistent=True,
             )
-            for message in page.items:
-                content = str(message.get("content") or "").strip()
-                if not content:
-                    continue
-                if message.get("role") == "user" and first_user is None:
-                    first_user = content
-                elif message.get("role") == "assistant" and first_user is not None and first_answer is None:
-                    first_answer = content
+            opening = [(str(m.get("role")), str(m.get("content") or "")) for m in page.items]
         return TitleState(
-            user_id=ref.user_id,
-            conversation_id=ref.conversation_id,
-            title=state.conversation.title,
-            title_source=state.conversation.title_source,
-            title_requested=state.title_requested,
-            deleting=state.deleting,
-            message_count=state.conversation.message_count,
-            first_user=first_user,
-            first_answer=first_answer,
+            ref.conversation_id,
+            conversation.title,
+            conversation.title_source,
+            state.title_requested,
+            state.deleting,
+            tuple(opening),
         )
 
     def write_generated(
