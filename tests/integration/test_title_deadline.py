@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from infra.local.table import create_table
 from infra.local.template import resource
+from shelfwise.chat import llm
 from shelfwise.entry import titles
 from shelfwise.observability import metrics
 from shelfwise.settings import get_settings
@@ -129,6 +130,27 @@ def test_a_roomy_invocation_gets_the_models_titles(table: Any, model: Any) -> No
     assert conversation(table, event["Records"][0])["title"] == "Black hoodie stock check"
     assert title_calls(model) == RECORDS
     assert took < 10, took
+
+
+def test_a_cold_process_setting_up_its_model_client_does_not_spend_the_first_titles_budget(
+    table: Any, model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold TitleFunction imports openai and reads its key before its first model call (seconds
+    under emulation: the sam local invoke on CI titled its first record with the fallback); the
+    record's model budget is what is left after that, not before."""
+    read_key = llm.resolve_api_key
+
+    def slow_read(settings: Any, **kwargs: Any) -> str:
+        time.sleep(1.5)  # longer than the record's model budget below
+        return read_key(settings, **kwargs)
+
+    monkeypatch.setattr(llm, "resolve_api_key", slow_read)
+    monkeypatch.setattr(titles, "MODEL_BUDGET_SECONDS", 1.0)
+    event = batch(1)
+    response, _, left = invoke(event, 20)
+    assert response == {"batchItemFailures": []}
+    assert titled_by(table, event) == [UTILITY]
+    assert left > 0
 
 
 def test_five_seconds_for_ten_slow_titles_names_every_conversation_before_the_deadline(

@@ -258,6 +258,11 @@ class ChatModel:
         )
         await asyncio.sleep(delay)
 
+    async def prepare(self) -> None:
+        """Import, read the key and build this loop's client now (a cold process's first call
+        otherwise does it inside its own time limit)."""
+        await self._client()
+
     async def stream(
         self,
         *,

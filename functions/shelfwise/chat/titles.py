@@ -218,6 +218,14 @@ class TitleService:
         return TitleRequested(conversation_id=conversation_id, requested_at=clock.now_iso())
 
     # -- TitleFunction's side -----------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Set up the model client before the time for a title is measured out. A failure here is
+        only logged: the model call then fails the same way and the fallback title is written."""
+        try:
+            _runner().run(self.model.prepare())
+        except Exception as exc:
+            logger.warning("model client could not be set up", extra={"reason": type(exc).__name__})
+
     def process(self, ref: ConversationRef, *, budget_seconds: float | None = None) -> TitleResult:
         """Bring one conversation's title up to date. Storage errors propagate (the record is then
         retried by Lambda); nothing about the model does. `budget_seconds` bounds the model call;

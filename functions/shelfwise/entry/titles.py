@@ -10,7 +10,8 @@ up. Every write is conditional, so the retries and duplicate deliveries this imp
 Time: each record's model call gets an equal share of what is left of the invocation among the
 records still to process (this one included), after their storage work and a reserve, at most
 MODEL_BUDGET_SECONDS; recomputed per record, so what a quick record leaves goes to the ones after it.
-The batch's model calls therefore fit its timeout however slow the model is. A share too short for
+The batch's model calls therefore fit its timeout however slow the model is, and the model client is
+set up (imports, key) before the time is measured out: a cold start's setup is not a model call's. A share too short for
 a model call gives the fallback title at once (see TitleService.process); only a record for which not
 even its read and write fit is reported, so the invocation ends before its deadline either way.
 
@@ -83,6 +84,7 @@ def _title(services: Services, record: DynamoDBRecord, context: LambdaContext, r
         logger.warning("stream record is not about a conversation", extra={"event_id": record.event_id})
         metrics.add_metric(name="TitlesSkipped", unit="Count", value=1)
         return "skipped"
+    services.titles.prepare()  # a cold process's imports and key read: not the model's time
     remaining = context.get_remaining_time_in_millis() / 1000
     if remaining - RESERVE_SECONDS < STORAGE_SECONDS:
         raise OutOfTime(f"{remaining:.1f} s left")
