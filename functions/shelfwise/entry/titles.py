@@ -11,9 +11,10 @@ Time: each record's model call gets an equal share of what is left of the invoca
 records still to process (this one included), after their storage work and a reserve, at most
 MODEL_BUDGET_SECONDS; recomputed per record, so what a quick record leaves goes to the ones after it.
 The batch's model calls therefore fit its timeout however slow the model is, and the model client is
-set up (imports, key) before the time is measured out: a cold start's setup is not a model call's. A share too short for
-a model call gives the fallback title at once (see TitleService.process); only a record for which not
-even its read and write fit is reported, so the invocation ends before its deadline either way.
+set up (imports, key) before the time is measured out: a cold start's setup is not a model call's.
+A share too short for a model call gives the fallback title at once (see TitleService.process); only
+a record for which not even its read and write fit is reported, so the invocation ends before its
+deadline either way.
 
 `lambda_handler` reads its settings from the environment on first use; `make_handler(services)`
 builds the same handler over given services (the local stack's stream pump uses it).
