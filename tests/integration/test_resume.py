@@ -191,13 +191,15 @@ def test_stop_ends_a_running_answer_within_a_second(
         stopper = first if where == "same" else other
         asked = time.monotonic()
         stop = stopper.post(f"/conversations/{conversation_id}/messages/{message_id}/stop", headers=user)
+        answered = time.monotonic() - asked
         assert stop.status_code == 202, stop.text
         said += list(events)
         took = time.monotonic() - asked
     assert said[-1][1] == "done"
     assert said[-1][2]["finish_reason"] == "stopped"
     assert said[-1][2]["status"] == "interrupted"
-    assert took < 1.0, f"stopped after {took:.2f} s"
+    # where the time went, should it ever be long (6.6 s seen once on CI, never alone)
+    assert took < 1.0, f"stopped after {took:.2f} s (the stop request answered after {answered:.2f} s)"
     stored = answer_of(first, user, conversation_id, message_id)
     assert (stored["status"], stored["finish_reason"]) == ("interrupted", "stopped")
     assert stored["content"] == text_of(said)
