@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from moto import mock_aws
 
 from infra.local.table import create_table
 from infra.local.template import resource
-from shelfwise.chat import llm
 from shelfwise.entry import titles
 from shelfwise.observability import metrics
 from shelfwise.settings import get_settings
@@ -133,18 +132,12 @@ def test_a_roomy_invocation_gets_the_models_titles(table: Any, model: Any) -> No
 
 
 def test_a_cold_process_setting_up_its_model_client_does_not_spend_the_first_titles_budget(
-    table: Any, model: Any, monkeypatch: pytest.MonkeyPatch
+    table: Any, model: Any, monkeypatch: pytest.MonkeyPatch, slow_key_read: Callable[[float], None]
 ) -> None:
     """A cold TitleFunction imports openai and reads its key before its first model call (seconds
     under emulation: the sam local invoke on CI titled its first record with the fallback); the
     record's model budget is what is left after that, not before."""
-    read_key = llm.resolve_api_key
-
-    def slow_read(settings: Any, **kwargs: Any) -> str:
-        time.sleep(1.5)  # longer than the record's model budget below
-        return read_key(settings, **kwargs)
-
-    monkeypatch.setattr(llm, "resolve_api_key", slow_read)
+    slow_key_read(1.5)  # longer than the record's model budget below
     monkeypatch.setattr(titles, "MODEL_BUDGET_SECONDS", 1.0)
     event = batch(1)
     response, _, left = invoke(event, 20)

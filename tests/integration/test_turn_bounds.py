@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -74,17 +75,11 @@ def test_a_stalled_model_is_a_504_within_the_first_token_timeout_and_budget(
 
 
 def test_a_cold_process_setting_up_its_client_is_not_the_models_time(
-    model: Any, monkeypatch: pytest.MonkeyPatch
+    model: Any, slow_key_read: Callable[[float], None]
 ) -> None:
     """A cold Lambda's first call imports openai and reads its key (seen: 0.7 s for the import
     alone); a model that answers at once must not be a timeout because of that."""
-    read_key = llm.resolve_api_key
-
-    def slow_read(settings: Settings, **kwargs: Any) -> str:
-        time.sleep(1.0)  # longer than the first-token timeout and most of the budget
-        return read_key(settings, **kwargs)
-
-    monkeypatch.setattr(llm, "resolve_api_key", slow_read)
+    slow_key_read(1.0)  # longer than the first-token timeout and most of the budget
     settings = chat_settings(
         model,
         llm_max_retries=2,

@@ -54,6 +54,7 @@ class OutOfTime(Exception):
 @dataclass
 class _Batch:
     left: int  # records of the invocation's batch not yet done, the current one included
+    prepared: bool = False  # the model client is set up (once per invocation, before the first share)
 
 
 _batch: ContextVar[_Batch | None] = ContextVar("title_batch", default=None)
@@ -71,6 +72,10 @@ def title_budget(remaining_seconds: float, records_left: int) -> float:
 def title_record(services: Services, record: DynamoDBRecord, context: LambdaContext) -> str:
     """Bring the conversation a record is about up to date; its outcome."""
     batch = _batch.get()
+    if batch is None or not batch.prepared:
+        services.titles.prepare()  # a cold process's imports and key read: not the model's time
+        if batch is not None:
+            batch.prepared = True
     try:
         return _title(services, record, context, batch.left if batch is not None else 1)
     finally:
@@ -85,7 +90,6 @@ def _title(services: Services, record: DynamoDBRecord, context: LambdaContext, r
         logger.warning("stream record is not about a conversation", extra={"event_id": record.event_id})
         metrics.add_metric(name="TitlesSkipped", unit="Count", value=1)
         return "skipped"
-    services.titles.prepare()  # a cold process's imports and key read: not the model's time
     remaining = context.get_remaining_time_in_millis() / 1000
     if remaining - RESERVE_SECONDS < STORAGE_SECONDS:
         raise OutOfTime(f"{remaining:.1f} s left")
