@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shelfwise import clock
-from shelfwise.inventory.models import Adjustment, AdjustmentReason
+from shelfwise.inventory.models import Adjustment, AdjustmentReason, Variant
 from shelfwise.services import Services
 from shelfwise.storage.dynamo import Dynamo
 from shelfwise.storage.items import AdjustmentItem, ProductItem, VariantItem
@@ -123,7 +123,8 @@ def test_a_variant_whose_product_is_gone_is_never_counted(ddb: DynamoTarget) -> 
     services = Services(make_settings(ddb.table_name), dynamo=Dynamo(ddb.client, ddb.table_name))
     keep = services.inventory.create_product(black_tee(("M", 1)), actor="till")
     orphan_sku = keep.sku[:-1] + "9"  # sorts right after the kept product in the catalog
-    orphan = VariantItem(orphan_sku, "M", keep.category.value, 20_000, 50_000, 1, clock.now_iso())
+    stock = Variant(size="M", quantity=20_000, reorder_level=50_000, updated_at=clock.now_iso())
+    orphan = VariantItem(orphan_sku, keep.category.value, stock)
     services.dynamo.batch_write(puts=[orphan.item()])
     value = services.inventory.inventory_value()
     assert (value.units, value.variants, value.products) == (1, 1, 1)

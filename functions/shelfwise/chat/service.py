@@ -762,10 +762,10 @@ class ChatService:
     def get_message(self, user_id: str, conversation_id: str, message_id: str) -> MessageDetail:
         """One message with its assembly record (an answer's, once it has ended)."""
         self.repo.get(user_id, conversation_id)
-        found = self.repo.message_detail(user_id, conversation_id, message_id)
+        found = self.repo.find_message(user_id, conversation_id, message_id)
         if found is None:
             raise NotFound("message not found", message_id=message_id)
-        return self._with_progress(user_id, conversation_id, found)
+        return self._with_progress(user_id, conversation_id, found[0])
 
     def _with_progress[M: Message](self, user_id: str, conversation_id: str, message: M) -> M:
         """A streaming answer with its text so far (from its chunks)."""

@@ -277,6 +277,18 @@ class LowStockItem(BaseModel):
     category: Category | None = None
     shortfall: int
 
+    @classmethod
+    def of(cls, variant: Variant, *, sku: str, name: str, category: Category) -> LowStockItem:
+        """A low variant of a product: how far below its reorder level it is."""
+        shortfall = max(0, variant.reorder_level - variant.quantity)
+        return cls(
+            sku=sku,
+            name=name,
+            category=category,
+            shortfall=shortfall,
+            **variant.model_dump(exclude={"updated_at"}),
+        )
+
 
 class CategoryValue(BaseModel):
     category: Category

@@ -9,7 +9,6 @@ from shelfwise import clock
 from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord, TurnContext
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page, decode_cursor
-from shelfwise.storage.codec import Item
 from shelfwise.storage.dynamo import Change, ConditionFailed, Dynamo, Put, TransactionCancelled
 from shelfwise.storage.expressions import Update, absent, eq, exists, ge, lt
 from shelfwise.storage.items import ACTIVITY_INDEX, ChunkItem, ConversationItem, MessageItem
@@ -235,21 +234,12 @@ class ConversationRepository:
 
     def find_message(
         self, user_id: str, conversation_id: str, message_id: str
-    ) -> tuple[Message, StreamRecord] | None:
+    ) -> tuple[MessageDetail, StreamRecord] | None:
         """A message by its id (newest first: a resumed answer is usually among the last ones)."""
-        item = self._message_item(user_id, conversation_id, message_id)
-        return None if item is None else MessageItem.parse_record(item)
-
-    def message_detail(self, user_id: str, conversation_id: str, message_id: str) -> MessageDetail | None:
-        """A message by its id, with its assembly record."""
-        item = self._message_item(user_id, conversation_id, message_id)
-        return None if item is None else MessageItem.parse_detail(item)
-
-    def _message_item(self, user_id: str, conversation_id: str, message_id: str) -> Item | None:
         for page in self.db.query_all(MessageItem.of(user_id, conversation_id), forward=False, limit=50):
             for item in page.items:
                 if item.get("id") == message_id:
-                    return item
+                    return MessageItem.parse_stored(item)
         return None
 
     def running_answer(self, user_id: str, conversation_id: str) -> tuple[str | None, bool]:

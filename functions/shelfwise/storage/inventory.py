@@ -24,6 +24,7 @@ from shelfwise.inventory.models import (
     Product,
     ProductIn,
     StockChange,
+    Variant,
     VariantIn,
     VariantWrite,
 )
@@ -185,7 +186,11 @@ class InventoryRepository:
             Change(ProductItem.key(sku), hide.copy().remove("catalog_pk", "catalog_sk"), _LIVE_PRODUCT)
         ]
         actions += [
-            Change(VariantItem.key(sku, v.size), hide.copy().remove(*VariantItem.INDEX_KEYS), exists("pk"))
+            Change(
+                VariantItem.key(sku, v.variant.size),
+                hide.copy().remove(*VariantItem.INDEX_KEYS),
+                exists("pk"),
+            )
             for v in variants
         ]
         try:  # the product goes first, with the key's record
@@ -283,12 +288,15 @@ class InventoryRepository:
 
         def attempt() -> VariantWrite:
             existing = self._variant(sku, size)
-            rules.check_expected(sku, size, existing.quantity if existing else 0, data.expected_quantity)
+            rules.check_expected(
+                sku, size, existing.variant.quantity if existing else 0, data.expected_quantity
+            )
             version = existing.version if existing else 0
             at = clock.now_iso()
-            variant = VariantItem(sku, size, category, data.quantity, data.reorder_level, version + 1, at)
+            stock = Variant(size=size, **data.model_dump(exclude={"expected_quantity"}), updated_at=at)
+            variant = VariantItem(sku, category, stock, version + 1)
             condition = eq("version", version) if existing else absent("pk")
-            result = VariantWrite(variant=variant.variant(), created=existing is None)
+            result = VariantWrite(variant=stock, created=existing is None)
             try:
                 self._transact(
                     [Check(ProductItem.key(sku), _LIVE_PRODUCT), Put(variant.item(), condition)],
@@ -327,8 +335,8 @@ class InventoryRepository:
             variant = self._variant(sku, size)
             if variant is None:
                 raise NotFound(f"variant {sku}/{size} does not exist", sku=sku, size=size)
-            rules.check(change, variant.quantity)
-            adjustment = rules.applied(change, variant.quantity, actor, clock.now_iso())
+            rules.check(change, variant.variant.quantity)
+            adjustment = rules.applied(change, variant.variant.quantity, actor, clock.now_iso())
             moved = [self._moved(variant, adjustment), Put(AdjustmentItem.item(adjustment), absent("pk"))]
             self._transact(moved, claim, adjustment)
             return adjustment
@@ -339,16 +347,10 @@ class InventoryRepository:
     @staticmethod
     def _moved(variant: VariantItem, adjustment: Adjustment) -> Action:
         """The variant's new quantity (and low-stock keys), if it is still the version read."""
-        changed = replace(
-            variant, quantity=adjustment.quantity_after, version=variant.version + 1, updated_at=adjustment.at
-        )
-        update = Update().set(
-            quantity=changed.quantity,
-            version=changed.version,
-            updated_at=changed.updated_at,
-            **changed.lowstock_keys(),
-        )
-        key = VariantItem.key(variant.sku, variant.size)
+        moved = {"quantity": adjustment.quantity_after, "updated_at": adjustment.at}
+        changed = replace(variant, variant=variant.variant.model_copy(update=moved))
+        update = Update().set(**moved, version=variant.version + 1, **changed.lowstock_keys())
+        key = VariantItem.key(variant.sku, adjustment.size)
         return Change(key, update, eq("version", variant.version) & absent("deleted_at"))
 
     def adjust_many(
@@ -361,8 +363,8 @@ class InventoryRepository:
         def attempt() -> BulkAdjustment:
             keys = [VariantItem.key(c.sku, c.size) for c in changes]
             found = [VariantItem.parse(item) for item in self.db.batch_get(keys, consistent=True)]
-            live = {(v.sku, v.size): v for v in found if not v.deleted_at}
-            quantities = {k: v.quantity for k, v in live.items()}
+            live = {(v.sku, v.variant.size): v for v in found if not v.deleted_at}
+            quantities = {k: v.variant.quantity for k, v in live.items()}
             if refused := rules.refusals(changes, quantities):
                 raise LinesRefused(
                     f"{len(refused)} of {len(changes)} lines refused; nothing changed", lines=refused
@@ -412,15 +414,7 @@ class InventoryRepository:
         )
         names = {p["sku"]: p["name"] for p in found if not p.get("deleted_at")}
         items = [
-            LowStockItem(
-                sku=r.sku,
-                size=r.size,
-                quantity=r.quantity,
-                reorder_level=r.reorder_level,
-                name=names[r.sku],
-                category=Category(r.category),
-                shortfall=max(0, r.reorder_level - r.quantity),
-            )
+            LowStockItem.of(r.variant, sku=r.sku, name=names[r.sku], category=Category(r.category))
             for r in rows
             if r.sku in names
         ]

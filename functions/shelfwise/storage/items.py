@@ -25,7 +25,7 @@ caller to their own items). A deleted product or conversation leaves every index
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Final, Self
 
 from pydantic import BaseModel
@@ -49,13 +49,6 @@ CATALOG_INDEX: Final = "Catalog"
 LOWSTOCK_INDEX: Final = "LowStock"
 ACTIVITY_INDEX: Final = "ByActivity"
 _REASONS = frozenset(AdjustmentReason)
-
-
-def _fields(cls: Any, item: Item) -> dict[str, Any]:
-    """A dataclass's fields from a stored item: required ones must be there, the rest default."""
-    return {
-        f.name: item[f.name] if f.default is MISSING else item.get(f.name, f.default) for f in fields(cls)
-    }
 
 
 def _picked(model: type[BaseModel], item: Item) -> dict[str, Any]:
@@ -123,19 +116,18 @@ class ProductItem:
 
     def whole(self, variants: list[VariantItem]) -> Product:
         """The product with its variants, in size order."""
-        ordered = [v.variant() for v in sorted(variants, key=lambda v: size_order(v.size))]
+        ordered = sorted((v.variant for v in variants), key=lambda v: size_order(v.size))
         return self.product.model_copy(update={"variants": ordered})
 
 
 @dataclass(frozen=True)
 class VariantItem:
+    """A variant's item: the variant, whose product it is, and its version (optimistic writes)."""
+
     sku: str
-    size: str
     category: str
-    quantity: int
-    reorder_level: int
-    version: int
-    updated_at: str
+    variant: Variant
+    version: int = 1
     deleted_at: str | None = None  # its product was deleted
 
     TYPE = "variant"
@@ -150,43 +142,38 @@ class VariantItem:
     @classmethod
     def new(cls, sku: str, data: ProductIn, at: str) -> list[Self]:
         """A new product's variants."""
-        category = data.category.value
-        return [cls(sku, v.size, category, v.quantity, v.reorder_level, 1, at) for v in data.variants]
-
-    @property
-    def low(self) -> bool:
-        return self.quantity <= self.reorder_level
+        return [
+            cls(sku, data.category.value, Variant(**v.model_dump(), updated_at=at)) for v in data.variants
+        ]
 
     def item(self) -> Item:
-        catalog = {
-            "catalog_pk": ProductItem.CATALOG,
-            "catalog_sk": f"{self.category}#{self.sku}#1#{self.size}",
+        v = self.variant
+        catalog = {"catalog_pk": ProductItem.CATALOG, "catalog_sk": f"{self.category}#{self.sku}#1#{v.size}"}
+        stored = {
+            "sku": self.sku,
+            "category": self.category,
+            "version": self.version,
+            "deleted_at": self.deleted_at,
         }
         return {
-            **self.key(self.sku, self.size),
+            **self.key(self.sku, v.size),
             "type": self.TYPE,
-            **asdict(self),
+            **v.model_dump(),
+            **stored,
             **catalog,
             **self.lowstock_keys(),
         }
 
     def lowstock_keys(self) -> Item:
         """The LowStock index keys while the variant is low; None values remove them."""
-        if self.low:
-            return {"lowstock_pk": self.LOWSTOCK, "lowstock_sk": f"{self.sku}#{self.size}"}
+        if self.variant.quantity <= self.variant.reorder_level:
+            return {"lowstock_pk": self.LOWSTOCK, "lowstock_sk": f"{self.sku}#{self.variant.size}"}
         return {"lowstock_pk": None, "lowstock_sk": None}
 
     @classmethod
     def parse(cls, item: Item) -> Self:
-        return cls(**_fields(cls, item))
-
-    def variant(self) -> Variant:
-        return Variant(
-            size=self.size,
-            quantity=self.quantity,
-            reorder_level=self.reorder_level,
-            updated_at=self.updated_at,
-        )
+        variant = Variant.model_validate(_picked(Variant, item))
+        return cls(item["sku"], item["category"], variant, item["version"], item.get("deleted_at"))
 
 
 class AdjustmentItem:
@@ -242,7 +229,7 @@ class WriteRecord:
 
     @classmethod
     def parse(cls, item: Item) -> Self:
-        return cls(**_fields(cls, item))
+        return cls(item["result"], item["created_at"], item["expires_at"], item.get("fingerprint"))
 
     @classmethod
     def is_batch(cls, item: Item | None) -> bool:
@@ -389,13 +376,10 @@ class MessageItem:
         return Message.model_validate(_picked(Message, item))
 
     @staticmethod
-    def parse_detail(item: Item) -> MessageDetail:
-        """The message with its assembly record (the single-message GET)."""
-        return MessageDetail.model_validate(_picked(MessageDetail, item))
-
-    @classmethod
-    def parse_record(cls, item: Item) -> tuple[Message, StreamRecord]:
-        return cls.parse(item), StreamRecord.model_validate(_picked(StreamRecord, item))
+    def parse_stored(item: Item) -> tuple[MessageDetail, StreamRecord]:
+        """The message with its assembly record, and what replays its stream."""
+        detail = MessageDetail.model_validate(_picked(MessageDetail, item))
+        return detail, StreamRecord.model_validate(_picked(StreamRecord, item))
 
 
 class ChunkItem:
