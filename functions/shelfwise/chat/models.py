@@ -200,6 +200,17 @@ class ConversationRef:
 
 
 @dataclass(frozen=True)
+class PeriodUsage:
+    """A user's tokens and cost in one budget period; `committed` also counts what running turns
+    have reserved (see chat.usage)."""
+
+    committed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
 class TitleState:
     """What TitleFunction needs to decide: the conversation's title fields and its first messages."""
 

@@ -96,15 +96,14 @@ class Budgets:
         """GET /usage: the caller's tokens and cost this period, and what is left of the budget."""
         now = clock.now()
         period = Period.of(now)
-        item = self.repo.read(user_id, period.name)
+        used = self.repo.read(user_id, period.name)
         limit = self.limit_for(groups)
-        committed = int(item.get("committed", 0))
         return {
             "period": period.name,
             "resets_at": clock.iso(period.resets_at),
-            "prompt_tokens": int(item.get("prompt_tokens", 0)),
-            "completion_tokens": int(item.get("completion_tokens", 0)),
-            "cost_usd": float(Decimal(item.get("cost_usd", 0))),
+            "prompt_tokens": used.prompt_tokens,
+            "completion_tokens": used.completion_tokens,
+            "cost_usd": float(used.cost_usd),
             "limit_tokens": limit,
-            "remaining_tokens": None if limit is None else max(0, limit - committed),
+            "remaining_tokens": None if limit is None else max(0, limit - used.committed),
         }

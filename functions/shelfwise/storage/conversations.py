@@ -13,7 +13,7 @@ from shelfwise.storage.dynamo import Change, ConditionFailed, Dynamo, Put, Trans
 from shelfwise.storage.expressions import Update, absent, eq, exists, ge, lt
 from shelfwise.storage.items import ACTIVITY_INDEX, ChunkItem, ConversationItem, MessageItem
 
-_LIVE = exists("pk") & absent("deleting")
+_LIVE = ConversationItem.LIVE
 _LOCK_FIELDS = ("turn_id", "turn_until", "turn_message_id", "turn_stop")
 # How long an answer's chunks outlive their last write: longer than any turn (Lambda's 15 minutes), so
 # they are gone only well after the final message is stored.

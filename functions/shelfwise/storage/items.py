@@ -25,7 +25,7 @@ caller to their own items). A deleted product or conversation leaves every index
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Final, Self
 
 from pydantic import BaseModel
@@ -36,13 +36,14 @@ from shelfwise.chat.models import (
     ConversationRef,
     Message,
     MessageDetail,
+    PeriodUsage,
     StreamRecord,
     SummaryState,
 )
 from shelfwise.inventory.models import Adjustment, AdjustmentReason, Product, ProductIn, Variant
 from shelfwise.inventory.rules import size_order
 from shelfwise.storage.codec import Item
-from shelfwise.storage.expressions import Cond, begins_with, between, eq, ge
+from shelfwise.storage.expressions import Cond, absent, begins_with, between, eq, exists, ge
 
 Key = dict[str, str]
 CATALOG_INDEX: Final = "Catalog"
@@ -266,6 +267,7 @@ class ConversationItem:
     TYPE = "conversation"
     SK = "STATE"
     ACTIVITY_KEYS = ("pk", "sk", "activity_pk", "activity_sk")
+    LIVE = exists("pk") & absent("deleting")  # a write's condition: there, and not being deleted
 
     @classmethod
     def key(cls, user_id: str, conversation_id: str) -> Key:
@@ -413,3 +415,7 @@ class UsageItem:
     @staticmethod
     def key(user_id: str, period: str) -> Key:
         return {"pk": f"USER#{user_id}", "sk": f"USAGE#{period}"}
+
+    @staticmethod
+    def parse(item: Item) -> PeriodUsage:
+        return PeriodUsage(**{f.name: item[f.name] for f in fields(PeriodUsage) if f.name in item})

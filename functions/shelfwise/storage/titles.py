@@ -16,12 +16,12 @@ import contextlib
 from shelfwise import clock
 from shelfwise.chat.models import ConversationRef, RequestRefused, TitleState
 from shelfwise.storage.dynamo import ConditionFailed, Dynamo
-from shelfwise.storage.expressions import Update, absent, eq, exists, ne
+from shelfwise.storage.expressions import Update, absent, eq, ne
 from shelfwise.storage.items import ConversationItem, MessageItem
 
 # How many of the first messages to read for the first exchange (a user message and its answer).
 _FIRST_MESSAGES = 6
-_LIVE = exists("pk") & absent("deleting")
+_LIVE = ConversationItem.LIVE
 _NOT_THE_USERS = absent("title_source") | ne("title_source", "user")
 
 

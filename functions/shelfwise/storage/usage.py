@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shelfwise.storage.codec import Item
+from shelfwise.chat.models import PeriodUsage
 from shelfwise.storage.dynamo import ConditionFailed, Dynamo
 from shelfwise.storage.expressions import Update, absent, le
 from shelfwise.storage.items import UsageItem
@@ -47,5 +47,6 @@ class UsageRepository:
             ),
         )
 
-    def read(self, user_id: str, period: str) -> Item:
-        return self.db.get(UsageItem.key(user_id, period), consistent=False) or {}
+    def read(self, user_id: str, period: str) -> PeriodUsage:
+        item = self.db.get(UsageItem.key(user_id, period), consistent=False)
+        return UsageItem.parse(item) if item else PeriodUsage()
