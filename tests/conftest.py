@@ -1,6 +1,9 @@
+import gc
 from collections.abc import Iterator
 
 import pytest
+
+from tests.fixtures.memory import forget_apps
 
 pytest_plugins = ["tests.fixtures.dynamodb", "tests.fixtures.app", "tests.fixtures.sam"]
 
@@ -19,3 +22,20 @@ def _fake_aws_environment() -> Iterator[None]:
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
         mp.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
         yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _settled_heap() -> None:
+    """Before each module: collect what the modules before it left, and freeze what survives (the
+    imports, the session's fixtures), so that the collector walks only what this module makes
+    (see tests.fixtures.memory)."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _forget_apps() -> Iterator[None]:
+    """Let each test's app go when it ends (see tests.fixtures.memory)."""
+    yield
+    forget_apps()
+    gc.collect()  # this test's garbage, now, rather than a pause inside a later test's timing
