@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shelfwise.chat import memory, tokens
@@ -131,3 +133,29 @@ def test_summaries_never_keep_stock_numbers_or_prices(text: str, forbidden: str)
     scrubbed = memory.scrub_figures(text)
     assert forbidden not in scrubbed
     assert "TE-0001" in memory.scrub_figures("asked about TE-0001 in size 42")
+
+
+def test_a_shrunk_tool_result_is_still_json_the_model_can_read() -> None:
+    """A product with many variants has no top-level list: it used to be cut mid-JSON."""
+    prompt = memory.build_prompt(
+        persona_prompt="P",
+        summary="",
+        summary_max_tokens=10,
+        recent=[],
+        new_content="q",
+        tools=TOOLS,
+        budget=900,
+    )
+    variants = [{"size": f"W{n}", "quantity": n, "reorder_level": 5} for n in range(120)]
+    product = {"sku": "TE-0001", "name": "Essential Tee", "total_stock": 7140, "variants": variants}
+    call = {"id": "c1", "type": "function", "function": {"name": "get_product", "arguments": "{}"}}
+    prompt.extra += [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps({"product": product})},
+    ]
+    memory.fit_tool_round(prompt)
+    assert prompt.tokens() <= 900
+    shown = json.loads(prompt.extra[-1]["content"])["product"]
+    assert (shown["sku"], shown["total_stock"], shown["truncated"]) == ("TE-0001", 7140, True)
+    assert shown["shown"] == len(shown["variants"]) < 120
+    assert shown["variants"] == variants[: shown["shown"]]

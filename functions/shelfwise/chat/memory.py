@@ -164,20 +164,36 @@ def fit_tool_round(prompt: Prompt) -> None:
 
 
 def _shrink(content: str) -> str:
-    """Halve a tool result: drop half of its list entries (saying how many are `shown`), or cut its
-    text."""
+    """Halve a tool result and keep it JSON: drop half of its longest list, wherever it is (a search's
+    products, a product's variants), saying beside it that it is `truncated` and how many are
+    `shown`. Only a result with no list to halve (none of the tools' answers) has its text cut."""
     try:
         data = json.loads(content)
     except ValueError:
         data = None
-    if isinstance(data, dict):
-        for key in ("products", "items", "by_category"):
-            if isinstance(data.get(key), list) and len(data[key]) > 1:
-                data[key] = data[key][: len(data[key]) // 2]
-                data["truncated"] = True
-                data["shown"] = len(data[key])
-                return json.dumps(data, separators=(",", ":"))
+    if (found := _longest_list(data)) is not None:
+        holder, key = found
+        holder[key] = holder[key][: len(holder[key]) // 2]
+        holder["truncated"], holder["shown"] = True, len(holder[key])
+        return json.dumps(data, separators=(",", ":"))
     return content[: len(content) // 2]
+
+
+def _longest_list(data: Any) -> tuple[dict[str, Any], str] | None:
+    """The object and key of the longest list (of two entries or more) in a JSON value."""
+    best: tuple[dict[str, Any], str] | None = None
+    longest = 1
+    nodes = [data]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, list):
+            nodes += node
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, list) and len(value) > longest:
+                    best, longest = (node, key), len(value)
+                nodes.append(value)
+    return best
 
 
 def to_fold(recent: Sequence[Message], summary_through: int, window_start: int) -> list[Message]:
