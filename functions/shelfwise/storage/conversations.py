@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from shelfwise import clock
 from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord, TurnContext
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page, decode_cursor
-from shelfwise.storage.dynamo import Change, ConditionFailed, Dynamo, Put, TransactionCancelled
+from shelfwise.storage.dynamo import Change, Dynamo, Put, TransactionCancelled
 from shelfwise.storage.expressions import Update, absent, eq, exists, ge, lt
 from shelfwise.storage.items import ACTIVITY_INDEX, ChunkItem, ConversationItem, MessageItem
 
@@ -29,12 +28,11 @@ class ConversationRepository:
 
     # -- conversations ------------------------------------------------------------------------------
     def create(self, user_id: str, conversation: Conversation) -> None:
-        try:
-            self.db.put(ConversationItem.new_item(user_id, conversation), condition=absent("pk"))
-        except ConditionFailed as exc:  # only a client-chosen id can be taken
+        if not self.db.put_if(ConversationItem.new_item(user_id, conversation), absent("pk")):
+            # only a client-chosen id can be taken
             raise AlreadyExists(
                 f"conversation {conversation.id} already exists", conversation_id=conversation.id
-            ) from exc
+            )
 
     def get(self, user_id: str, conversation_id: str) -> Conversation:
         item = self.db.get(ConversationItem.key(user_id, conversation_id))
@@ -54,12 +52,10 @@ class ConversationRepository:
 
     def update(self, user_id: str, conversation_id: str, changes: dict[str, Any]) -> None:
         """Set fields of a conversation (title, title_source, prompt_key); not its activity order."""
-        try:
-            self.db.update(
-                ConversationItem.key(user_id, conversation_id), Update().set(**changes), condition=_LIVE
-            )
-        except ConditionFailed as exc:
-            raise NotFound("conversation not found", conversation_id=conversation_id) from exc
+        if not self.db.update_if(
+            ConversationItem.key(user_id, conversation_id), Update().set(**changes), _LIVE
+        ):
+            raise NotFound("conversation not found", conversation_id=conversation_id)
 
     def delete(self, user_id: str, conversation_id: str, *, workers: int = 8) -> int:
         """Delete a conversation and every message, leaving no orphans even if interrupted.
@@ -70,12 +66,9 @@ class ConversationRepository:
         Returns the number of messages deleted.
         """
         key = ConversationItem.key(user_id, conversation_id)
-        try:
-            self.db.update(
-                key, Update().set(deleting=True).remove("activity_pk", "activity_sk"), condition=exists("pk")
-            )
-        except ConditionFailed as exc:
-            raise NotFound("conversation not found", conversation_id=conversation_id) from exc
+        hide = Update().set(deleting=True).remove("activity_pk", "activity_sk")
+        if not self.db.update_if(key, hide, exists("pk")):
+            raise NotFound("conversation not found", conversation_id=conversation_id)
         partition = ConversationItem.partition(user_id, conversation_id)
         deleted = self.db.delete_found(partition, spare=key, workers=workers)  # messages and chunks
         self.db.delete(key)
@@ -215,8 +208,7 @@ class ConversationRepository:
     def open_answer(self, user_id: str, conversation_id: str, message: Message, record: StreamRecord) -> None:
         """The assistant message from its first token, `streaming` (its text is in chunks until the
         final message replaces it). Nothing happens if the final message is already there."""
-        with contextlib.suppress(ConditionFailed):
-            self.db.put(MessageItem.item(user_id, conversation_id, message, record), condition=absent("pk"))
+        self.db.put_if(MessageItem.item(user_id, conversation_id, message, record), absent("pk"))
 
     def add_chunk(
         self, user_id: str, conversation_id: str, seq: int, n: int, events: list[dict[str, Any]]
@@ -256,27 +248,15 @@ class ConversationRepository:
 
     def request_stop(self, user_id: str, conversation_id: str, message_id: str) -> bool:
         """Ask the turn generating `message_id` to stop; False when that answer is not running."""
-        try:
-            self.db.update(
-                ConversationItem.key(user_id, conversation_id),
-                Update().set(turn_stop=message_id),
-                condition=_LIVE
-                & eq("turn_message_id", message_id)
-                & ge("turn_until", int(clock.now().timestamp())),
-            )
-        except ConditionFailed:
-            return False
-        return True
+        running = eq("turn_message_id", message_id) & ge("turn_until", int(clock.now().timestamp()))
+        key = ConversationItem.key(user_id, conversation_id)
+        return self.db.update_if(key, Update().set(turn_stop=message_id), _LIVE & running)
 
     def release_turn(self, user_id: str, conversation_id: str, *, turn_id: str) -> None:
         """Free the conversation after a turn that ends without an answer to store."""
-        # ConditionFailed: already released, expired and taken over, or deleted - all fine.
-        with contextlib.suppress(ConditionFailed):
-            self.db.update(
-                ConversationItem.key(user_id, conversation_id),
-                Update().remove(*_LOCK_FIELDS),
-                condition=eq("turn_id", turn_id),
-            )
+        # Not written when already released, expired and taken over, or deleted: all fine.
+        key = ConversationItem.key(user_id, conversation_id)
+        self.db.update_if(key, Update().remove(*_LOCK_FIELDS), eq("turn_id", turn_id))
 
     def fold_summary(
         self,
@@ -290,14 +270,10 @@ class ConversationRepository:
     ) -> bool:
         """Move the summary forward, only from where the caller read it: a message is folded once.
         Returns False when another fold got there first (nothing is written)."""
-        try:
-            self.db.update(
-                ConversationItem.key(user_id, conversation_id),
-                Update()
-                .set(summary_text=text, summary_through_seq=through_seq, summary_updated_at=clock.now_iso())
-                .add(summary_folded=folded),
-                condition=exists("pk") & eq("summary_through_seq", previous_through),
-            )
-        except ConditionFailed:
-            return False
-        return True
+        fold = (
+            Update()
+            .set(summary_text=text, summary_through_seq=through_seq, summary_updated_at=clock.now_iso())
+            .add(summary_folded=folded)
+        )
+        condition = exists("pk") & eq("summary_through_seq", previous_through)
+        return self.db.update_if(ConversationItem.key(user_id, conversation_id), fold, condition)

@@ -252,6 +252,22 @@ class Dynamo:
             request["ReturnValues"] = "ALL_NEW"
         return self._write("update_item", stamp, request)
 
+    def put_if(self, item: Item, condition: Cond) -> bool:
+        """A conditional put; False (nothing written) when the condition does not hold."""
+        try:
+            self.put(item, condition=condition)
+        except ConditionFailed:
+            return False
+        return True
+
+    def update_if(self, key: Key, update: Update, condition: Cond) -> bool:
+        """A conditional update; False (nothing written) when the condition does not hold."""
+        try:
+            self.update(key, update, condition=condition)
+        except ConditionFailed:
+            return False
+        return True
+
     def _write(self, operation: str, stamp: str, request: dict[str, Any]) -> Item | None:
         try:
             out = self.call(operation, **request)

@@ -11,8 +11,6 @@ Every write here is conditional, so a late, repeated or out-of-order stream deli
 
 from __future__ import annotations
 
-import contextlib
-
 from shelfwise import clock
 from shelfwise.chat.models import ConversationRef, RequestRefused, TitleState
 from shelfwise.storage.dynamo import ConditionFailed, Dynamo
@@ -71,13 +69,7 @@ class TitleRepository:
         else:
             update.remove("title_requested", "title_requested_at")
             condition &= eq("title_requested", request_token)
-        try:
-            self.db.update(
-                ConversationItem.key(ref.user_id, ref.conversation_id), update, condition=condition
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return self.db.update_if(ConversationItem.key(ref.user_id, ref.conversation_id), update, condition)
 
     def request(self, ref: ConversationRef, token: str) -> RequestRefused | None:
         """Mark a fresh title as wanted (the stream carries the change to TitleFunction).
@@ -102,9 +94,8 @@ class TitleRepository:
 
     def drop_request(self, ref: ConversationRef, token: str) -> None:
         """Forget a pending refresh that will not be answered (the user has since named it)."""
-        with contextlib.suppress(ConditionFailed):  # already gone: answered, replaced or deleted
-            self.db.update(
-                ConversationItem.key(ref.user_id, ref.conversation_id),
-                Update().remove("title_requested", "title_requested_at"),
-                condition=eq("title_requested", token),
-            )
+        # not written when already gone: answered, replaced or deleted
+        key = ConversationItem.key(ref.user_id, ref.conversation_id)
+        self.db.update_if(
+            key, Update().remove("title_requested", "title_requested_at"), eq("title_requested", token)
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from shelfwise.chat.models import PeriodUsage
-from shelfwise.storage.dynamo import ConditionFailed, Dynamo
+from shelfwise.storage.dynamo import Dynamo
 from shelfwise.storage.expressions import Update, absent, le
 from shelfwise.storage.items import UsageItem
 
@@ -23,14 +23,13 @@ class UsageRepository:
     def reserve(self, user_id: str, period: str, tokens: int, *, limit: int | None, expires_at: int) -> bool:
         """Reserve `tokens` of the period's budget; False (nothing written) when it would pass `limit`."""
         update = Update().add(committed=tokens).set(type=UsageItem.TYPE, expires_at=expires_at)
-        condition = None if limit is None else absent("committed") | le("committed", limit - tokens)
-        if limit is not None and tokens > limit:
-            return False
-        try:
-            self.db.update(UsageItem.key(user_id, period), update, condition=condition)
-        except ConditionFailed:
-            return False
-        return True
+        key = UsageItem.key(user_id, period)
+        if limit is None:
+            self.db.update(key, update)
+            return True
+        return tokens <= limit and self.db.update_if(
+            key, update, absent("committed") | le("committed", limit - tokens)
+        )
 
     def settle(
         self, user_id: str, period: str, *, reserved: int, prompt: int, completion: int, cost_usd: Decimal
