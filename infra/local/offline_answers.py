@@ -815,7 +815,8 @@ def _answer_low_stock(result: Mapping[str, Any], ask: Ask) -> str:
 
     def line(item: Mapping[str, Any]) -> str:
         return (
-            f"- {item.get('name') or 'Product'} ({item.get('sku')}) size {item.get('size')}: "
+            f"- {item.get('name') or 'Product'}{f' in {c}' if (c := item.get('color')) else ''} "
+            f"({item.get('sku')}) size {item.get('size')}: "
             f"{_number(item.get('quantity'))} in stock, reorder level {_number(item.get('reorder_level'))}"
         )
 

@@ -228,6 +228,14 @@ def test_a_stock_question_shows_the_tool_chip(open_page: Callable[..., Page], st
     inventory.get_by_role("button", name="Refresh inventory").click()
     expect(inventory).to_contain_text("units worth")
     expect(inventory.get_by_role("listitem").first).to_be_visible()
+    # each low variant names its product's colour and SKU: the demo has products of one name
+    headers, _ = session(page)
+    low = httpx.get(f"{stack.url}/inventory/low-stock?limit=20", headers=headers).json()["items"]
+    rows = inventory.get_by_role("listitem")
+    expect(rows).to_have_count(len(low))
+    for row, item in zip(rows.all(), low, strict=True):
+        expect(row).to_contain_text(f"{item['name']} in {item['color']} {item['size']} ({item['sku']})")
+    assert len(set(rows.all_inner_texts())) == len(low)
 
 
 def test_stop_ends_the_answer_mid_way(open_page: Callable[..., Page], stack: LocalStack) -> None:

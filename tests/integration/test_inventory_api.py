@@ -211,6 +211,18 @@ def test_low_stock_follows_every_stock_change(client: TestClient, admin: dict[st
     assert item == {"items": [], "next_cursor": None}
 
 
+def test_low_stock_tells_apart_products_of_one_name_by_colour(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    black = create(client, admin)["sku"]
+    white = create(client, admin, color="white")["sku"]
+    items = client.get("/inventory/low-stock", headers=admin).json()["items"]
+    assert [(i["sku"], i["name"], i["color"], i["size"]) for i in items] == [
+        (black, "Essential Tee", "black", "M"),
+        (white, "Essential Tee", "white", "M"),
+    ]
+
+
 def test_inventory_value_is_price_times_quantity(client: TestClient, admin: dict[str, str]) -> None:
     create(client, admin)  # 24.50 x 12
     create(

@@ -365,6 +365,7 @@ def test_low_stock_and_inventory_value(offline: OfflineModel) -> None:
                 "quantity": 0,
                 "reorder_level": 5,
                 "name": "Essential Tee",
+                "color": "black",
                 "shortfall": 5,
             }
         ],
@@ -375,7 +376,7 @@ def test_low_stock_and_inventory_value(offline: OfflineModel) -> None:
             c, tool_turn(low[1]["content"], "list_low_stock", {"limit": 50}, items), tools=TOOLS
         ),
     )
-    assert "TE-0001" in answer.content
+    assert "Essential Tee in black (TE-0001) size L" in answer.content
     assert "reorder level 5" in answer.content
 
     value_question = [SYSTEM, {"role": "user", "content": "What is our total inventory value?"}]

@@ -274,16 +274,18 @@ class LowStockItem(BaseModel):
     quantity: int
     reorder_level: int
     name: str | None = None
+    color: str | None = None  # with the name, what tells apart products of one name
     category: Category | None = None
     shortfall: int
 
     @classmethod
-    def of(cls, variant: Variant, *, sku: str, name: str, category: Category) -> LowStockItem:
+    def of(cls, variant: Variant, *, sku: str, name: str, color: str, category: Category) -> LowStockItem:
         """A low variant of a product: how far below its reorder level it is."""
         shortfall = max(0, variant.reorder_level - variant.quantity)
         return cls(
             sku=sku,
             name=name,
+            color=color,
             category=category,
             shortfall=shortfall,
             **variant.model_dump(exclude={"updated_at"}),

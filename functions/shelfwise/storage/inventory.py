@@ -402,7 +402,7 @@ class InventoryRepository:
 
     def low_stock(self, *, limit: int, cursor: str | None) -> Page[LowStockItem]:
         """Variants at or below their reorder level (a Query on the sparse LowStock index), with
-        their product's name; a variant whose product is gone is left out."""
+        their product's name and colour; a variant whose product is gone is left out."""
         fixed = {"lowstock_pk": VariantItem.LOWSTOCK}
         start = decode_cursor(cursor, names=VariantItem.LOWSTOCK_KEYS, fixed=fixed)
         page = self.db.query(
@@ -410,12 +410,13 @@ class InventoryRepository:
         )
         rows = [VariantItem.parse(item) for item in page.items]
         found = self.db.batch_get(
-            [ProductItem.key(sku) for sku in {r.sku for r in rows}], attributes=("sku", "name", "deleted_at")
+            [ProductItem.key(sku) for sku in {r.sku for r in rows}],
+            attributes=("sku", "name", "color", "deleted_at"),
         )
-        names = {p["sku"]: p["name"] for p in found if not p.get("deleted_at")}
+        named = {p["sku"]: {"name": p["name"], "color": p["color"]} for p in found if not p.get("deleted_at")}
         items = [
-            LowStockItem.of(r.variant, sku=r.sku, name=names[r.sku], category=Category(r.category))
+            LowStockItem.of(r.variant, sku=r.sku, category=Category(r.category), **named[r.sku])
             for r in rows
-            if r.sku in names
+            if r.sku in named
         ]
         return Page.ending_at(items, page.last_key)

@@ -726,13 +726,16 @@
   }
 
   // -- inventory -------------------------------------------------------------------------------------
+  // "Wrap Midi Dress in rust XS (DR-0003)": products of one name differ by colour, and the SKU is what a shelf shows
+  const lowStockName = (i) => `${i.name || "Product"}${i.color ? ` in ${i.color}` : ""} ${i.size} (${i.sku})`;
+
   async function refreshInventory() {
     try {
       const [value, low] = await Promise.all([api("GET", "inventory/value"), api("GET", "inventory/low-stock?limit=20")]);
       $("inventory-value").textContent = `${value.units} units worth ${value.value} ${value.currency} (${value.variants} variants)`;
       $("low-stock").replaceChildren(
         ...(low.items.length
-          ? low.items.map((i) => el("li", { text: `${i.name || i.sku} ${i.size}: ${i.quantity} left (reorder at ${i.reorder_level})` }))
+          ? low.items.map((i) => el("li", { text: `${lowStockName(i)}: ${i.quantity} left (reorder at ${i.reorder_level})` }))
           : [el("li", { text: "Nothing is low on stock." })]),
       );
     } catch (error) {
