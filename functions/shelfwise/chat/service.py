@@ -387,13 +387,9 @@ class Turn:
                     tool_offsets=self.tool_offsets,
                     closing=[e.as_dict() for e in closing],
                 )
+                stored = MessageDetail(**dict(answer), assembly=self._assembly())
                 self.service.repo.finish_turn(
-                    self.user_id,
-                    self.conversation.id,
-                    answer,
-                    turn_id=self.turn_id,
-                    record=record,
-                    assembly=self._assembly(),
+                    self.user_id, self.conversation.id, stored, turn_id=self.turn_id, record=record
                 )
                 self.message = answer
                 self._count_grounding()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shelfwise import clock
-from shelfwise.chat.models import Assembly, Conversation, Message, MessageDetail, StreamRecord, TurnContext
+from shelfwise.chat.models import Conversation, Message, MessageDetail, StreamRecord, TurnContext
 from shelfwise.errors import AlreadyExists, Conflict, NotFound, TurnInProgress
 from shelfwise.pagination import Page, decode_cursor
 from shelfwise.storage.dynamo import Change, Dynamo, Put, TransactionCancelled
@@ -161,14 +161,13 @@ class ConversationRepository:
         self,
         user_id: str,
         conversation_id: str,
-        message: Message,
+        answer: Message,
         *,
         turn_id: str,
         record: StreamRecord | None = None,
-        assembly: Assembly | None = None,
     ) -> None:
-        """Store the assistant's message (in its reserved slot, with its assembly record), add its
-        usage, free the conversation.
+        """Store the assistant's message in its reserved slot (a MessageDetail: with its assembly), add
+        its usage, free the conversation.
 
         The conversation is freed only if this turn still holds it. When the old image shows it does
         not (the lock ran out and another turn took it, or it was freed), the answer is still stored
@@ -180,18 +179,18 @@ class ConversationRepository:
             .set(updated_at=at, activity_sk=f"{at}#{conversation_id}")
             .add(
                 message_count=1,
-                prompt_tokens=message.prompt_tokens or 0,
-                completion_tokens=message.completion_tokens or 0,
+                prompt_tokens=answer.prompt_tokens or 0,
+                completion_tokens=answer.completion_tokens or 0,
             )
         )
         slot = absent("pk") | eq("turn_id", turn_id)  # empty, or this turn's streaming message
-        answer = Put(MessageItem.item(user_id, conversation_id, message, record, assembly), slot)
+        stored = Put(MessageItem.item(user_id, conversation_id, answer, record), slot)
         key = ConversationItem.key(user_id, conversation_id)
         freeing = Change(key, counters.copy().remove(*_LOCK_FIELDS), _LIVE & eq("turn_id", turn_id))
         # When another turn holds the conversation (or none does): store the answer, keep that lock.
         for change in (freeing, Change(key, counters, _LIVE)):
             try:
-                self.db.transact([answer, change])
+                self.db.transact([stored, change])
                 return
             except TransactionCancelled as exc:
                 if exc.failed(0):

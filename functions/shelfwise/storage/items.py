@@ -31,7 +31,6 @@ from typing import Any, Final, Self
 from pydantic import BaseModel
 
 from shelfwise.chat.models import (
-    Assembly,
     Conversation,
     ConversationRef,
     Message,
@@ -357,20 +356,16 @@ class MessageItem:
 
     @classmethod
     def item(
-        cls,
-        user_id: str,
-        conversation_id: str,
-        message: Message,
-        record: StreamRecord | None = None,
-        assembly: Assembly | None = None,
+        cls, user_id: str, conversation_id: str, message: Message, record: StreamRecord | None = None
     ) -> Item:
+        """A message's item; an answer's (a MessageDetail) keeps its assembly, and `record` what replays
+        its stream."""
         return {
             **cls.key(user_id, conversation_id, message.seq),
             "type": cls.TYPE,
             "conversation_id": conversation_id,
             **message.model_dump(exclude_none=True),
             **(record.model_dump() if record else {}),
-            **({"assembly": assembly.model_dump(exclude_none=True)} if assembly else {}),
         }
 
     @staticmethod
