@@ -128,14 +128,10 @@ class ConversationRepository:
         """
         now = clock.now()
         at, now_s = clock.iso(now), int(now.timestamp())
-        lock: dict[str, Any] = {"turn_id": turn_id, "turn_until": now_s + lock_seconds}
-        if answer_id is not None:
-            lock["turn_message_id"] = answer_id
-        update = (
-            Update()
-            .set(last_seq=message.seq + 1, **lock, updated_at=at, activity_sk=f"{at}#{conversation.id}")
-            .add(message_count=1)
-        )
+        # the lock: this turn, until when, and its answer (None removes a taken-over turn's answer id)
+        lock = {"turn_id": turn_id, "turn_until": now_s + lock_seconds, "turn_message_id": answer_id}
+        activity = {"updated_at": at, "activity_sk": f"{at}#{conversation.id}"}
+        update = Update().set(last_seq=message.seq + 1, **lock, **activity).add(message_count=1)
         free = absent("turn_id") | lt("turn_until", now_s)
         state = ConversationItem.key(user_id, conversation.id)
         try:
