@@ -7,8 +7,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from shelfwise.errors import InvalidInput
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -46,6 +44,8 @@ def _compose(fragments: list[str], directory: Path) -> str:
 
 
 def load_library(directory: Path = PROMPTS_DIR) -> PromptLibrary:
+    import yaml  # on first use: a cold start that serves no chat does not pay for it (11 ms)
+
     spec: dict[str, Any] = yaml.safe_load((directory / "personas.yaml").read_text(encoding="utf-8"))
     personas = {
         key: Persona(
