@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from shelfwise.chat import service
 from shelfwise.web.app import create_app
-from tests.fixtures.app import chat_settings, make_services
+from tests.fixtures.app import bearer, chat_settings, make_services
 from tests.fixtures.app import new_conversation as conversation
 from tests.fixtures.dynamodb import DynamoTarget
 from tests.fixtures.sse import sse_blocks
@@ -295,3 +295,47 @@ def test_a_finished_answer_replays_after_its_chunks_expired(
     middle = [i for i, n, _ in live if n == "delta"][len(live) // 3]
     rest = whole(other, f"{url}?after={middle}", user)
     assert text_of([e for e in live if e[0] <= middle]) + text_of(rest) == text_of(live)
+
+
+@pytest.mark.parametrize("where", ["same", "other"])
+def test_another_users_running_answer_is_404(
+    stack: tuple[TestClient, TestClient], user: dict[str, str], where: str
+) -> None:
+    """Served by the process generating it too: its live events are the owner's only."""
+    first, other = stack
+    conversation_id = conversation(first, user)
+    before = start_and_leave(first, user, conversation_id, content=LONG)
+    message_id = before[0][2]["assistant_message_id"]
+    mallory = bearer("mallory")
+    watcher = first if where == "same" else other
+    for asked_for in (conversation_id, conversation(first, mallory)):  # bob's id, and one of her own
+        url = f"/conversations/{asked_for}/messages/{message_id}/events"
+        with watcher.stream("GET", url, headers=mallory) as response:
+            body = response.read().decode()
+        assert response.status_code == 404, body[:300]
+        assert "delta" not in body
+        stop = watcher.post(f"/conversations/{asked_for}/messages/{message_id}/stop", headers=mallory)
+        assert stop.status_code == 404
+    assert answer_of(first, user, conversation_id, message_id)["finish_reason"] == "stop", "not stopped"
+
+
+def test_an_event_source_that_reconnects_gets_no_event_twice(
+    stack: tuple[TestClient, TestClient], user: dict[str, str]
+) -> None:
+    """A browser's EventSource cannot set headers: it resumes with `?after=N` and, reconnecting,
+    sends the same URL with `Last-Event-ID` of the last event it got. The newer of the two wins."""
+    first, other = stack
+    conversation_id = conversation(first, user)
+    before = start_and_leave(first, user, conversation_id, deltas=2)
+    message_id = before[0][2]["assistant_message_id"]
+    answer_of(first, user, conversation_id, message_id)
+    url = f"/conversations/{conversation_id}/messages/{message_id}/events"
+    full = whole(other, url, user)
+    opened_after = before[1][0]  # the first delta
+    last_got = full[-2][0]  # reconnecting after everything but `done`
+    for server in (first, other):
+        again = whole(server, f"{url}?after={opened_after}", {**user, "Last-Event-ID": str(last_got)})
+        assert [(i, name) for i, name, _ in again] == [(i, name) for i, name, _ in full[-1:]]
+        # an older Last-Event-ID than ?after= does not replay what the URL already skips
+        older = whole(server, f"{url}?after={last_got}", {**user, "Last-Event-ID": str(opened_after)})
+        assert [name for _, name, _ in older] == ["done"]

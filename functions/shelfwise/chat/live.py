@@ -56,28 +56,31 @@ class LiveTurn:
             await changed.wait()
 
 
-_running: dict[str, LiveTurn] = {}
+# An answer is listed under whose it is (user, conversation, message): a listener names all three,
+# so another user's answer is never found here, whatever ids they send.
+Owner = tuple[str, str, str]
+_running: dict[Owner, LiveTurn] = {}
 _tasks: set[asyncio.Task[None]] = set()
 
 
-def find(message_id: str) -> LiveTurn | None:
+def find(owner: Owner) -> LiveTurn | None:
     """The answer if this process's running event loop is generating it (another loop's, like
     another invocation's, is followed through DynamoDB)."""
-    live = _running.get(message_id)
+    live = _running.get(owner)
     return live if live is not None and live.loop is asyncio.get_running_loop() else None
 
 
-def start(message_id: str, run: Callable[[LiveTurn], Awaitable[None]]) -> LiveTurn:
+def start(owner: Owner, run: Callable[[LiveTurn], Awaitable[None]]) -> LiveTurn:
     """Run `run(live)` in its own task; the answer is listed here until its events end."""
-    live = LiveTurn(message_id)
-    _running[message_id] = live
+    live = LiveTurn(owner[2])
+    _running[owner] = live
 
     async def owned() -> None:
         try:
             await run(live)
         finally:
             live.end()
-            _running.pop(message_id, None)
+            _running.pop(owner, None)
 
     task = asyncio.get_running_loop().create_task(owned())
     _tasks.add(task)

@@ -668,7 +668,7 @@ class ChatService:
 
     def start(self, turn: Turn) -> LiveTurn:
         """Run a begun turn in a task of its own: it ends when the answer does, whoever listens."""
-        return running.start(turn.assistant_id, turn.run)
+        return running.start((turn.user_id, turn.conversation.id, turn.assistant_id), turn.run)
 
     async def fold(self, turn: Turn) -> int:
         """Fold every message that left this turn's window into the summary. Returns how many."""
@@ -776,7 +776,7 @@ class ChatService:
         kept with the turn's lock, where the generating invocation looks for it."""
         await anyio.to_thread.run_sync(self.repo.get, user_id, conversation_id)
         if await anyio.to_thread.run_sync(self.repo.request_stop, user_id, conversation_id, message_id):
-            if (live := running.find(message_id)) is not None:
+            if (live := running.find((user_id, conversation_id, message_id))) is not None:
                 live.stop.set()  # generated here: no need to wait for the next look
             return
         if (
@@ -798,7 +798,7 @@ class ChatService:
         """An answer's events after id `after`, with the ids of its original stream: replayed from
         this process's live turn, or from storage (its chunks while it streams, its stored message
         once it ended), following a live answer until it ends."""
-        live = running.find(message_id)
+        live = running.find((user_id, conversation_id, message_id))
         if live is not None:
             async for numbered_event in live.follow(after=after):
                 yield numbered_event

@@ -143,9 +143,10 @@ async def message_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """An answer's events with the ids of its original stream: what was said after `Last-Event-ID`
-    (or `?after=N`), then the live answer until `done` or `error`. A finished answer replays at any
-    age."""
-    start = after if after is not None else _event_id(last_event_id)
+    (or `?after=N`; given both, the later id: a browser's EventSource reconnects to the URL it opened
+    with the header of the last event it got), then the live answer until `done` or `error`. A
+    finished answer replays at any age."""
+    start = max(after or 0, _event_id(last_event_id))
     remaining = _remaining_ms(request)
     follow = chat.settings.turn_max_seconds if remaining is None else remaining / 1000 - 1
     events = chat.events(caller.user_id, conversation_id, message_id, after=start, follow_seconds=follow)
