@@ -9,6 +9,7 @@ invocation would.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -339,3 +340,59 @@ def test_an_event_source_that_reconnects_gets_no_event_twice(
         # an older Last-Event-ID than ?after= does not replay what the URL already skips
         older = whole(server, f"{url}?after={last_got}", {**user, "Last-Event-ID": str(opened_after)})
         assert [name for _, name, _ in older] == ["done"]
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "application/json"])
+def test_an_answer_stopped_before_its_first_token_is_stored(
+    stack: tuple[TestClient, TestClient], user: dict[str, str], slow: Any, accept: str
+) -> None:
+    """Stop is 202 for a running answer, and the answer it names then exists: interrupted, stopped,
+    empty (it was a 404 after the 202, and the JSON POST a 500)."""
+    first, other = stack
+    slow.stall_seconds = 4
+    slow.fail("timeout", times=1, task="chat")
+    conversation_id = conversation(first, user)
+    posted: dict[str, Any] = {}
+
+    def post() -> None:
+        response = first.post(
+            f"/conversations/{conversation_id}/messages",
+            json={"content": STORY},
+            headers={**user, "Accept": accept},
+        )
+        posted["status"], posted["body"] = response.status_code, response.text
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    until = time.monotonic() + 10
+    while True:  # the running answer's id, as a second tab learns it
+        busy = other.post(f"/conversations/{conversation_id}/messages", json={"content": "hi"}, headers=user)
+        if busy.status_code == 409 or time.monotonic() > until:
+            break
+        time.sleep(0.05)
+    assert busy.status_code == 409, busy.text
+    message_id = busy.json()["error"]["message_id"]
+    assert (
+        other.post(f"/conversations/{conversation_id}/messages/{message_id}/stop", headers=user).status_code
+        == 202
+    )
+    poster.join(timeout=20)
+    assert posted["status"] == 200, posted["body"][:300]
+    if accept == "application/json":
+        answered = json.loads(posted["body"])
+        assert (answered["id"], answered["status"], answered["finish_reason"]) == (
+            message_id,
+            "interrupted",
+            "stopped",
+        )
+    else:
+        done = [data for _, name, data in sse_blocks(posted["body"].splitlines()) if name == "done"]
+        assert done[-1]["message_id"] == message_id
+        assert (done[-1]["status"], done[-1]["finish_reason"]) == ("interrupted", "stopped")
+    stored = answer_of(other, user, conversation_id, message_id)
+    assert (stored["status"], stored["finish_reason"], stored["content"]) == ("interrupted", "stopped", "")
+    replay = whole(other, f"/conversations/{conversation_id}/messages/{message_id}/events", user)
+    assert replay[-1][1] == "done"
+    assert replay[-1][2]["finish_reason"] == "stopped"
+    listed = other.get(f"/conversations/{conversation_id}/messages", headers=user).json()["items"]
+    assert [(m["role"], m["status"]) for m in listed] == [("user", "complete"), ("assistant", "interrupted")]

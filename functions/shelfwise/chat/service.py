@@ -48,7 +48,7 @@ from shelfwise.chat.models import (
 from shelfwise.chat.personas import PromptLibrary, library
 from shelfwise.chat.tools import TOOL_NAMES, TOOLS, InventoryTools
 from shelfwise.chat.usage import Budgets, Period, Reservation, cost_usd
-from shelfwise.errors import DomainError, InvalidInput, NotFound, NotRunning, UpstreamError
+from shelfwise.errors import DomainError, InvalidInput, NotFound, NotRunning, UpstreamError, UpstreamTimeout
 from shelfwise.observability import emit, logger, metrics
 from shelfwise.pagination import Page
 from shelfwise.settings import Settings
@@ -336,6 +336,9 @@ class Turn:
             return
         self._settled = True
         said = bool(self.parts or self.records)
+        # Stored: what was said, a complete answer, and an answer its user stopped (even before its
+        # first token: the stop was answered 202 for it, so it is there to read back).
+        keep = said or (self.error is None and ended_by in (None, "stopped"))
         if said or (self.error is None and not ended_by):
             self.grounding = Grounding.model_validate(
                 grounding.check("".join(self.parts), self._sources(), self.user_message.content)
@@ -361,7 +364,7 @@ class Turn:
             closing = [
                 TurnEvent.usage(self.usage.prompt_tokens, self.usage.completion_tokens),
                 TurnEvent.done(
-                    message_id=self.assistant_id if said or not ended_by else None,
+                    message_id=self.assistant_id if keep else None,
                     status=status,
                     finish_reason=reason,
                     ttft_ms=self.ttft_ms,
@@ -379,7 +382,7 @@ class Turn:
             emit("TurnsInterrupted", "Count", 1, reason=reason)
         metrics.add_metric(name="TurnLatency", unit="Milliseconds", value=_ms(self._started))
         try:
-            if said or status == "complete":
+            if keep:
                 answer = self._answer(status, reason)
                 record = StreamRecord(
                     turn_id=self.turn_id,
@@ -746,7 +749,8 @@ class ChatService:
             pass
         if turn.error is not None:
             raise turn.error
-        assert turn.message is not None
+        if turn.message is None:  # its deadline came before the model said anything
+            raise UpstreamTimeout("the model said nothing before the turn's deadline", retry_after=1)
         return turn.message
 
     @staticmethod
