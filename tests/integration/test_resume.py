@@ -365,13 +365,14 @@ def test_an_answer_stopped_before_its_first_token_is_stored(
     poster = threading.Thread(target=post)
     poster.start()
     until = time.monotonic() + 10
-    while True:  # the running answer's id, as a second tab learns it
-        busy = other.post(f"/conversations/{conversation_id}/messages", json={"content": "hi"}, headers=user)
-        if busy.status_code == 409 or time.monotonic() > until:
-            break
-        time.sleep(0.05)
+    while other.get(f"/conversations/{conversation_id}", headers=user).json()["message_count"] < 1:
+        assert time.monotonic() < until, "the turn never began"
+        time.sleep(0.02)
+    # the running answer's id, as a second tab learns it
+    busy = other.post(f"/conversations/{conversation_id}/messages", json={"content": "hi"}, headers=user)
     assert busy.status_code == 409, busy.text
     message_id = busy.json()["error"]["message_id"]
+    assert message_id is not None, busy.text
     assert (
         other.post(f"/conversations/{conversation_id}/messages/{message_id}/stop", headers=user).status_code
         == 202

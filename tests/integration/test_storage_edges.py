@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from shelfwise import clock
 from shelfwise.chat.models import Conversation, Message
 from shelfwise.chat.tools import TOOL_NAMES, InventoryTools
+from shelfwise.errors import TurnInProgress
 from shelfwise.inventory.models import AdjustmentReason, StockChange
 from shelfwise.services import Services
 from shelfwise.storage.conversations import ConversationRepository
@@ -120,3 +123,18 @@ def test_the_catalog_for_totals_reads_every_product_of_many_pages_once(ddb: Dyna
     assert {sum(v.quantity for v in p.variants) for p in products} == {6}
     # pages meet at a product: only the few items where a page ended are read twice
     assert 1_200 * 4 <= db.items_read <= 1_200 * 4 + 20
+
+
+def test_a_second_tab_told_busy_learns_the_running_answer(ddb: DynamoTarget) -> None:
+    """Two tabs read the conversation, one begins its turn: the other's message takes the same seq,
+    and its 409 names the running answer (the slot and the lock are both refused: either may be
+    the condition an emulator reports)."""
+    repo = ConversationRepository(Dynamo(ddb.client, ddb.table_name))
+    at = clock.now_iso()
+    repo.create("u", Conversation(id="c1", prompt_key="inventory-assistant", created_at=at, updated_at=at))
+    stale = repo.get("u", "c1")
+    repo.begin_turn("u", stale, _message(1, "user"), turn_id="A", lock_seconds=600, answer_id="answer-A")
+    with pytest.raises(TurnInProgress) as refused:
+        repo.begin_turn("u", stale, _message(1, "user"), turn_id="B", lock_seconds=600, answer_id="answer-B")
+    assert refused.value.details["message_id"] == "answer-A"
+    assert 1 <= refused.value.details["retry_after"] <= 5

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 PromptKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
@@ -56,10 +57,37 @@ class Conversation(BaseModel):
     updated_at: str
 
 
+def _exact(value: Any) -> Any:
+    """JSON numbers as int or Decimal, never float (DynamoDB stores numbers exactly, not floats)."""
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): _exact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    return value
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if int(value.as_tuple().exponent) >= 0 else float(value)
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    return value
+
+
+# A tool call's arguments as the model sent them: kept exact, answered as JSON numbers.
+ToolArguments = Annotated[
+    dict[str, Any], AfterValidator(_exact), PlainSerializer(_as_json, return_type=dict, when_used="json")
+]
+
+
 class ToolCallRecord(BaseModel):
     id: str
     name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
+    arguments: ToolArguments = Field(default_factory=dict)
     ok: bool = True
     as_of: str | None = None
 

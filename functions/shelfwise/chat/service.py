@@ -48,7 +48,15 @@ from shelfwise.chat.models import (
 from shelfwise.chat.personas import PromptLibrary, library
 from shelfwise.chat.tools import TOOL_NAMES, TOOLS, InventoryTools
 from shelfwise.chat.usage import Budgets, Period, Reservation, cost_usd
-from shelfwise.errors import DomainError, InvalidInput, NotFound, NotRunning, UpstreamError, UpstreamTimeout
+from shelfwise.errors import (
+    DomainError,
+    InvalidInput,
+    NotFound,
+    NotRunning,
+    StorageError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from shelfwise.observability import emit, logger, metrics
 from shelfwise.pagination import Page
 from shelfwise.settings import Settings
@@ -407,11 +415,17 @@ class Turn:
                     else "turn ended without an answer"
                 )
                 logger.warning(said_so, extra={"reason": reason})
-        except DomainError as failure:
+        except Exception as failure:  # not stored: the conversation is freed all the same
             logger.exception("could not store the end of a turn")
+            with contextlib.suppress(Exception):
+                self.service.repo.release_turn(self.user_id, self.conversation.id, turn_id=self.turn_id)
             if self.error is None:
-                self.error = failure
-                closing = [TurnEvent.error(failure.code, failure.message, retryable=True)]
+                known = isinstance(failure, DomainError)
+                error = (
+                    failure if isinstance(failure, DomainError) else StorageError("the answer was not stored")
+                )
+                self.error = error
+                closing = [TurnEvent.error(error.code, error.message, retryable=known)]
         self._settle_usage()
         for event in closing:
             assert self._live is not None
