@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ from shelfwise.inventory.models import VariantIn
 from shelfwise.services import Services
 from shelfwise.storage.conversations import ConversationRepository
 from shelfwise.storage.dynamo import Dynamo
+from shelfwise.storage.inventory import InventoryRepository
+from shelfwise.storage.usage import UsageRepository
 from tests.fixtures.app import chat_settings, make_settings
 from tests.fixtures.catalog import black_tee
 from tests.fixtures.dynamodb import DynamoTarget
@@ -234,3 +237,23 @@ async def _answered(chat: Any, user_id: str, conversation_id: str, content: str)
         return await chat.answer(user_id, conversation_id, content)
     finally:
         await chat.settle()
+
+
+def test_counters_whose_answer_was_lost_count_once(local: DynamoTarget) -> None:
+    """An unconditional ADD resent after it applied added twice: a turn's tokens and cost counted
+    double (and its reservation refunded twice: budget given away), a SKU number skipped."""
+    db = Dynamo(local.client, local.table_name)
+    usage = UsageRepository(db)
+    assert usage.reserve("ada", "2026-12-03", 2000, limit=10_000, expires_at=2_000_000_000)
+    lost = LostAnswers(local.client, {"UpdateItem"})
+    usage.settle("ada", "2026-12-03", reserved=2000, prompt=300, completion=100, cost_usd=Decimal("0.00028"))
+    assert lost.lost == ["UpdateItem"]
+    settled = usage.read("ada", "2026-12-03")
+    assert (settled.committed, settled.prompt_tokens, settled.completion_tokens) == (400, 300, 100)
+    assert settled.cost_usd == Decimal("0.00028")
+
+    skus = InventoryRepository(db)
+    first = skus.allocate_sku_number("TE")
+    lost.operations |= {"UpdateItem"}
+    assert skus.allocate_sku_number("TE") == first + 1, "no number skipped"
+    assert skus.allocate_sku_number("TE") == first + 2

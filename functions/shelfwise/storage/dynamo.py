@@ -6,8 +6,9 @@ plain items (storage.codec), builds expressions (storage.expressions) and transl
 - throttles and conflicts with running transactions are retried with full-jitter backoff, then one
   `StorageUnavailable` (503, Retry-After) everywhere;
 - a retried write recognises its own success (botocore resends a request whose answer was lost after
-  DynamoDB applied it): transactions carry a ClientRequestToken, and every conditional write stamps a
-  fresh `write_id` that a retry finds in the old image (emulators that ignore the token included).
+  DynamoDB applied it): transactions carry a ClientRequestToken, and every conditional write and every
+  ADD stamps a fresh `write_id` that a retry finds in the old image (emulators that ignore the token
+  included).
 
 So an answer of failure means nothing was written, and success means written once. boto3 is imported
 on first use: a cold start that never touches the table does not pay for it.
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shelfwise.errors import StorageError, StorageUnavailable
 from shelfwise.storage.codec import Item, decode_item, encode_item
-from shelfwise.storage.expressions import Cond, Placeholders, Update
+from shelfwise.storage.expressions import Cond, Placeholders, Update, absent, ne
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -243,9 +244,11 @@ class Dynamo:
     def update(
         self, key: Key, update: Update, *, condition: Cond | None = None, returning: bool = False
     ) -> Item | None:
-        """Update an item (`returning`: answer the item as it is afterwards); with a condition, a
-        retry recognises its own earlier success."""
+        """Update an item (`returning`: answer the item as it is afterwards); with a condition, or an
+        ADD (applied twice it counts twice), a retry recognises its own earlier success."""
         names, stamp = Placeholders(), uuid.uuid4().hex
+        if condition is None and update.adds:
+            condition = absent(WRITE_ID) | ne(WRITE_ID, stamp)  # fails only on our own resend
         update = _stamped(update, stamp) if condition is not None else update
         request = self._request(names, condition, Key=encode_item(key), UpdateExpression=update.render(names))
         if returning:

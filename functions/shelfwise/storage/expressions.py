@@ -122,6 +122,10 @@ class Update:
         other._set, other._add, other._remove = dict(self._set), dict(self._add), list(self._remove)
         return other
 
+    @property
+    def adds(self) -> bool:
+        return bool(self._add)
+
     def __bool__(self) -> bool:
         return bool(self._set or self._add or self._remove)
 
