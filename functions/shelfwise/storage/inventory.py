@@ -172,35 +172,40 @@ class InventoryRepository:
         """Hide the product and take its variants out of every index, in one transaction; the items
         and the stock history are purged afterwards, outside the request (`purge_product`).
 
-        Repeatable: deleting a product that is already hidden succeeds again until it is purged."""
-        product, variants = self._read_product(sku)
-        if product is None:
-            raise NotFound(f"product {sku} does not exist", sku=sku)
-        if product.deleted_at:  # already hidden: nothing to write (nor to record)
-            if claim is not None:
-                claim.raise_if_taken()
-            return
-        at = clock.now_iso()
-        hide = Update().set(deleted_at=at, updated_at=at)
-        actions: list[Action] = [
-            Change(ProductItem.key(sku), hide.copy().remove("catalog_pk", "catalog_sk"), _LIVE_PRODUCT)
-        ]
-        actions += [
-            Change(
-                VariantItem.key(sku, v.variant.size),
-                hide.copy().remove(*VariantItem.INDEX_KEYS),
-                exists("pk"),
-            )
-            for v in variants
-        ]
-        try:  # the product goes first, with the key's record
-            self._transact(actions[: _TRANSACTION - 1], claim, None)
-            for i in range(_TRANSACTION - 1, len(actions), _TRANSACTION):
-                self.db.transact(actions[i : i + _TRANSACTION])
-        except TransactionCancelled as exc:
-            if exc.failed(0) and (exc.item(0) or {}).get("deleted_at"):
-                return  # a concurrent DELETE hid it first
-            raise NotFound(f"product {sku} does not exist", sku=sku) from exc
+        Repeatable: deleting a product that is already hidden succeeds again until it is purged. A
+        variant deleted or added meanwhile makes it read the product again."""
+
+        def attempt() -> None:
+            product, variants = self._read_product(sku)
+            if product is None:
+                raise NotFound(f"product {sku} does not exist", sku=sku)
+            if product.deleted_at:  # already hidden: nothing to write (nor to record)
+                if claim is not None:
+                    claim.raise_if_taken()
+                return
+            at = clock.now_iso()
+            hide = Update().set(deleted_at=at, updated_at=at)
+            actions: list[Action] = [
+                Change(ProductItem.key(sku), hide.copy().remove("catalog_pk", "catalog_sk"), _LIVE_PRODUCT)
+            ]
+            actions += [
+                Change(
+                    VariantItem.key(sku, v.variant.size),
+                    hide.copy().remove(*VariantItem.INDEX_KEYS),
+                    exists("pk"),
+                )
+                for v in variants
+            ]
+            try:  # the product goes first, with the key's record
+                self._transact(actions[: _TRANSACTION - 1], claim, None)
+                for i in range(_TRANSACTION - 1, len(actions), _TRANSACTION):
+                    self.db.transact(actions[i : i + _TRANSACTION])
+            except TransactionCancelled as exc:
+                if exc.failed(0) and not (exc.item(0) or {}).get("deleted_at"):
+                    raise NotFound(f"product {sku} does not exist", sku=sku) from exc
+                raise  # hidden by a concurrent DELETE, or a variant went: the next read tells
+
+        self._until_won(attempt, "the product kept changing while it was being deleted, retry", sku=sku)
 
     def purge_product(self, sku: str) -> int:
         """Delete a hidden product's whole partition: stock history and variants, the product last
@@ -291,11 +296,13 @@ class InventoryRepository:
             rules.check_expected(
                 sku, size, existing.variant.quantity if existing else 0, data.expected_quantity
             )
-            version = existing.version if existing else 0
             at = clock.now_iso()
             stock = Variant(size=size, **data.model_dump(exclude={"expected_quantity"}), updated_at=at)
-            variant = VariantItem(sku, category, stock, version + 1)
-            condition = eq("version", version) if existing else absent("pk")
+            if existing:
+                variant = VariantItem(sku, category, stock, existing.version + 1)
+                condition = eq("version", existing.version)
+            else:
+                variant, condition = VariantItem(sku, category, stock), absent("pk")
             result = VariantWrite(variant=stock, created=existing is None)
             try:
                 self._transact(

@@ -25,7 +25,8 @@ caller to their own items). A deleted product or conversation leaves every index
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import secrets
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Self
 
 from pydantic import BaseModel
@@ -127,7 +128,9 @@ class VariantItem:
     sku: str
     category: str
     variant: Variant
-    version: int = 1
+    # A new variant's first version is random: one deleted and put again never takes a version that
+    # an earlier read of the old one holds (that read's write would pass its check).
+    version: int = field(default_factory=lambda: secrets.randbits(48) + 1)
     deleted_at: str | None = None  # its product was deleted
 
     TYPE = "variant"
