@@ -112,5 +112,6 @@ def test_conversation_pages(client: TestClient, user: dict[str, str]) -> None:
 def test_prompts_lists_personas(client: TestClient, user: dict[str, str]) -> None:
     body = client.get("/prompts", headers=user).json()
     assert body["default"] == "inventory-assistant"
+    assert body["next_cursor"] is None, "the list shape every list answers"
     assert {"inventory-assistant", "store-manager", "floor-associate"} <= {p["key"] for p in body["items"]}
     assert client.get("/prompts").status_code == 401

@@ -397,3 +397,21 @@ def test_an_answer_stopped_before_its_first_token_is_stored(
     assert replay[-1][2]["finish_reason"] == "stopped"
     listed = other.get(f"/conversations/{conversation_id}/messages", headers=user).json()["items"]
     assert [(m["role"], m["status"]) for m in listed] == [("user", "complete"), ("assistant", "interrupted")]
+
+
+def test_a_finished_answer_with_nothing_after_the_last_event_id_is_204(
+    stack: tuple[TestClient, TestClient], user: dict[str, str]
+) -> None:
+    """An EventSource reconnects after every stream that ends: 204 is what tells it to stop (it got
+    200 and an empty stream, and reconnected for ever)."""
+    first, other = stack
+    conversation_id = conversation(first, user)
+    message_id = start_and_leave(first, user, conversation_id)[0][2]["assistant_message_id"]
+    answer_of(first, user, conversation_id, message_id)
+    url = f"/conversations/{conversation_id}/messages/{message_id}/events"
+    done = whole(other, url, user)[-1]
+    assert done[1] == "done"
+    for server in (first, other):
+        ended = server.get(url, headers={**user, "Last-Event-ID": str(done[0])})
+        assert (ended.status_code, ended.text) == (204, "")
+        assert server.get(f"{url}?after={done[0] - 1}", headers=user).status_code == 200  # done is left

@@ -193,9 +193,15 @@ class StreamRecord(BaseModel):
     closing: list[dict[str, Any]] = Field(default_factory=list)
 
 
+def _said(content: str) -> str:
+    if not content.strip():
+        raise ValueError("the message is empty")
+    return content
+
+
 class MessageIn(BaseModel):
     model_config = _STRICT
-    content: Annotated[str, StringConstraints(min_length=1)]
+    content: Annotated[str, AfterValidator(_said)]
 
 
 class Usage(BaseModel):

@@ -58,6 +58,8 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         logger.error("request failed", extra={"code": exc.code, "details": exc.details})
     details = {k: v for k, v in exc.details.items() if k != "reason"}
+    if isinstance(exc, errors.InvalidInput) and "field" in details:  # listed as a 422 lists them
+        details["fields"] = [{"field": details["field"], "message": exc.message}]
     return JSONResponse(error_body(exc.code, exc.message, **details), status_code=status, headers=headers)
 
 

@@ -632,7 +632,8 @@
         try {
           const response = await fetch(url(path), { ...init, headers, signal: running.controller.signal });
           if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
-          ended = await follow(response, conversationId, pending, view);
+          // 204: the answer has ended and nothing follows the last event seen
+          ended = response.status === 204 || (await follow(response, conversationId, pending, view));
         } catch (error) {
           if (error instanceof ApiError) throw error;
           if (running.controller.signal.aborted) return;

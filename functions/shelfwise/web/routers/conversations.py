@@ -34,6 +34,7 @@ def list_prompts(chat: ChatDep, _: CallerDep) -> dict[str, object]:
     return {
         "default": library.default,
         "items": [{"key": p.key, "description": p.description} for p in library.personas.values()],
+        "next_cursor": None,  # one page: the list shape every list answers
     }
 
 
@@ -131,7 +132,10 @@ def get_message(conversation_id: str, message_id: str, chat: ChatDep, caller: Ca
 
 @router.get(
     "/conversations/{conversation_id}/messages/{message_id}/events",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: the answer's events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE: the answer's events"},
+        204: {"description": "the answer has ended and nothing follows the given event id"},
+    },
 )
 async def message_events(
     conversation_id: str,
@@ -141,7 +145,7 @@ async def message_events(
     request: Request,
     after: Annotated[int | None, Query(ge=0, description="Replay only the events after this id")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> Response:
     """An answer's events with the ids of its original stream: what was said after `Last-Event-ID`
     (or `?after=N`; given both, the later id: a browser's EventSource reconnects to the URL it opened
     with the header of the last event it got), then the live answer until `done` or `error`. A
@@ -154,6 +158,8 @@ async def message_events(
     async for numbered_event in events:  # a missing message is a 404 before any byte of a stream
         head.append(numbered_event)
         break
+    if not head:  # an ended answer with nothing after the client's id: 204 stops an EventSource
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     return sse_response(head, events)
 
 
