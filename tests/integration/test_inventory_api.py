@@ -189,6 +189,29 @@ def test_adjustments_change_stock_and_refuse_to_go_negative(
     assert variant["quantity"] == 6
 
 
+def test_a_variants_history_pages_newest_first(client: TestClient, admin: dict[str, str]) -> None:
+    """The audit trail is a list like every other: it answered one page with no next_cursor, and a
+    cursor was ignored (the first page again)."""
+    sku = create(client, admin)["sku"]
+    url = f"/products/{sku}/variants/M/adjustments"
+    for n in range(5):
+        sent = {"delta": 1, "reason": "received", "note": f"delivery {n}"}
+        assert client.post(url, json=sent, headers=admin).status_code == 201
+    notes: list[str] = []
+    cursor: str | None = None
+    for _ in range(5):
+        page = client.get(url, params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=admin)
+        assert page.status_code == 200, page.text
+        notes += [a["note"] for a in page.json()["items"]]
+        if (cursor := page.json()["next_cursor"]) is None:
+            break
+    assert notes == [f"delivery {n}" for n in reversed(range(5))]
+    assert client.get(url, params={"cursor": "abc"}, headers=admin).status_code == 400
+    first = client.get(url, params={"limit": 2}, headers=admin).json()["next_cursor"]
+    other = client.get(f"/products/{sku}/variants/S/adjustments", params={"cursor": first}, headers=admin)
+    assert other.status_code == 400, "a cursor of another variant's history"
+
+
 def test_low_stock_follows_every_stock_change(client: TestClient, admin: dict[str, str]) -> None:
     sku = create(client, admin)["sku"]  # S: 10 (reorder 3), M: 2 (reorder 5)
 

@@ -269,7 +269,11 @@ class InventoryService:
         return self.repo.file_batch(BulkAdjustment.model_validate_json(result))
 
     def adjustments(self, sku: str, size: str, *, limit: int) -> list[Adjustment]:
-        return self.repo.list_adjustments(_normalise_sku(sku), _normalise_size(size), limit)
+        return self.adjustment_page(sku, size, limit=limit, cursor=None).items
+
+    def adjustment_page(self, sku: str, size: str, *, limit: int, cursor: str | None) -> Page[Adjustment]:
+        """A variant's stock history, newest first."""
+        return self.repo.list_adjustments(_normalise_sku(sku), _normalise_size(size), limit, cursor)
 
     # -- reports ------------------------------------------------------------------------------------
     def inventory_value(self) -> InventoryValue:

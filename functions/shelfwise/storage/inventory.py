@@ -10,6 +10,7 @@ from typing import Any, Literal
 from shelfwise import clock
 from shelfwise.errors import (
     AlreadyExists,
+    InvalidInput,
     LinesRefused,
     NotFound,
     StorageError,
@@ -399,13 +400,15 @@ class InventoryRepository:
             logger.warning("bulk adjustment lines left to the stream", extra={"batch_id": batch.batch_id})
             return 0
 
-    def list_adjustments(self, sku: str, size: str, limit: int) -> list[Adjustment]:
-        page = self.db.query(
-            AdjustmentItem.of_variant(sku, size),
-            forward=False,
-            limit=limit,
-        )
-        return [AdjustmentItem.parse(item) for item in page.items]
+    def list_adjustments(
+        self, sku: str, size: str, limit: int, cursor: str | None = None
+    ) -> Page[Adjustment]:
+        """A variant's stock history, newest first, a page at a time."""
+        start = decode_cursor(cursor, names=("pk", "sk"), fixed={"pk": ProductItem.key(sku)["pk"]})
+        if start and not AdjustmentItem.is_of_variant(start["sk"], size):
+            raise InvalidInput("cursor is not valid for this list", field="cursor")
+        page = self.db.query(AdjustmentItem.of_variant(sku, size), forward=False, limit=limit, start=start)
+        return Page.ending_at([AdjustmentItem.parse(item) for item in page.items], page.last_key)
 
     def low_stock(self, *, limit: int, cursor: str | None) -> Page[LowStockItem]:
         """Variants at or below their reorder level (a Query on the sparse LowStock index), with

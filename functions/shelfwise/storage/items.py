@@ -190,6 +190,10 @@ class AdjustmentItem:
     def of_variant(sku: str, size: str) -> Cond:
         return eq("pk", _product_pk(sku)) & begins_with("sk", f"ADJUSTMENT#{size}#")
 
+    @staticmethod
+    def is_of_variant(sk: str, size: str) -> bool:
+        return sk.startswith(f"ADJUSTMENT#{size}#")
+
     @classmethod
     def item(cls, adjustment: Adjustment) -> Item:
         return {**cls.key(adjustment), "type": cls.TYPE, **adjustment.model_dump(exclude_none=True)}

@@ -152,10 +152,10 @@ def adjust_many(
 
 @router.get("/products/{sku}/variants/{size}/adjustments")
 def list_adjustments(
-    sku: str, size: str, inventory: InventoryDep, _: CallerDep, limit: Limit = 20
-) -> dict[str, list[Adjustment]]:
-    """The newest stock adjustments of a variant (the audit trail)."""
-    return {"items": inventory.adjustments(sku, size, limit=limit)}
+    sku: str, size: str, inventory: InventoryDep, _: CallerDep, limit: Limit = 20, cursor: Cursor = None
+) -> Page[Adjustment]:
+    """A variant's stock adjustments, newest first (the audit trail)."""
+    return inventory.adjustment_page(sku, size, limit=limit, cursor=cursor)
 
 
 @router.get("/inventory/value")
