@@ -1,6 +1,7 @@
 """`make run` as a newcomer meets it: started as its own process, used through its printed banner.
 
-- On DynamoDB Local: the banner's `try` lines work as printed; a conversation gets its title, and
+- On DynamoDB Local: the banner's `try` lines and the README's quick-start examples work as
+  printed; a conversation gets its title, and
   another one still does after a 409 (a refused stock change and a second message during a turn);
   Ctrl-C stops the app, DynamoDB Local and the model within 2 s; the data survives a restart without
   the demo inventory being seeded again; FRESH=1 starts clean.
@@ -12,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import threading
 import time
@@ -20,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.local_stack import LocalStack
+from tests.fixtures.local_stack import ROOT, LocalStack
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +111,18 @@ def _try_lines(stack: LocalStack) -> list[str]:
     return lines
 
 
+def _readme_examples(port: int) -> str:
+    """The README's quick-start shell examples, as a newcomer pastes them (on the stack's port), in a
+    shell that stops at the first command that fails or the first answer that is not a success."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Quick start")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    blocks = [b for b in re.findall(r"```sh\n(.*?)```", section, re.S) if "localhost:8000" in b]
+    assert len(blocks) >= 2, "the inventory and the assistant examples"
+    strict = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n'
+    return strict + "\n".join(blocks).replace("localhost:8000", f"localhost:{port}")
+
+
 def test_make_run_on_dynamodb_local_keeps_titling_keeps_data_and_stops_quickly(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with LocalStack(data_dir=data) as stack:
@@ -122,6 +137,21 @@ def test_make_run_on_dynamodb_local_keeps_titling_keeps_data_and_stops_quickly(t
             ["bash", "-c", "\n".join(hint)], capture_output=True, text=True, timeout=30, check=True
         )
         assert len(json.loads(shown.stdout)["items"]) == 3
+
+        # So do the README's examples, every one of them.
+        path = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"  # its python3
+        examples = subprocess.run(
+            ["bash", "-c", _readme_examples(stack.port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=ROOT,
+            env={**os.environ, "PATH": path},
+        )
+        assert examples.returncode == 0, examples.stdout[-1500:] + examples.stderr[-1500:]
+        assert "event: done" in examples.stdout
+        assert '"batch_id"' in examples.stdout, "the bulk receipt answered"
 
         with httpx.Client(base_url=stack.url, timeout=60) as http:
             created = http.post(
