@@ -5,6 +5,7 @@ product the record names, its variants and its stock history."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,18 @@ def test_event_replays_through_the_real_handler(
         assert left == []
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert sum(sum(r.get("ProductsPurged", [])) for r in emf) == len(event["Records"])
+
+
+def test_every_invocation_reports_its_records(table: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A batch with nothing else to count published no metric: Powertools warned ("No application
+    metrics to publish") into the function's logs on every such invocation, and the dashboard could
+    not tell a quiet stream from a stalled one."""
+    event = json.loads((EVENTS / "batch-recorded.json").read_text())
+    context: Any = FakeContext()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            assert purge.lambda_handler(event, context) == {"batchItemFailures": []}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    counted = [sum(r["PurgeRecords"]) for r in emf if "PurgeRecords" in r]
+    assert counted == [len(event["Records"])] * 2

@@ -5,7 +5,8 @@ metrics, and a Tracer created on the first invocation that keeps neither respons
     lambda_handler = stream_handler(services, handle, failures_metric="TitleRecordsFailed")
 
 `handle(services, record, context)` processes one record and names its outcome; raising reports the
-record in `batchItemFailures`, so Lambda retries from it (then the on-failure destination).
+record in `batchItemFailures`, so Lambda retries from it (then the on-failure destination). Each
+invocation counts its records (`TitleRecords`, `PurgeRecords`) and the failed ones.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def stream_handler(
                 context=context,
             )
         )
+        # every invocation counts its records: a quiet stream is told from a stalled one (and an
+        # invocation is never without a metric to publish)
+        records = failures_metric.removesuffix("Failed")
+        metrics.add_metric(name=records, unit="Count", value=len(event.get("Records") or []))
         if failures := response.get("batchItemFailures"):
             metrics.add_metric(name=failures_metric, unit="Count", value=len(failures))
         return response
