@@ -35,4 +35,5 @@ class FlushMetrics:
             with logged_as(function, str(uuid.uuid4())):
                 await self.app(scope, receive, send)
         finally:
-            metrics.flush_metrics()
+            if metrics.metric_set:  # a request that added none prints nothing (nor Powertools' warning)
+                metrics.flush_metrics()
