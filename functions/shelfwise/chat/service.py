@@ -420,12 +420,11 @@ class Turn:
             with contextlib.suppress(Exception):
                 self.service.repo.release_turn(self.user_id, self.conversation.id, turn_id=self.turn_id)
             if self.error is None:
-                known = isinstance(failure, DomainError)
                 error = (
                     failure if isinstance(failure, DomainError) else StorageError("the answer was not stored")
                 )
-                self.error = error
-                closing = [TurnEvent.error(error.code, error.message, retryable=known)]
+                self.error = error  # not retryable when it was a bug: a retry would meet it again
+                closing = [TurnEvent.error(error.code, error.message, retryable=error is failure)]
         self._settle_usage()
         for event in closing:
             assert self._live is not None
