@@ -2,7 +2,8 @@
 # Docker for `sam local invoke` / `sam local start-api` on a Debian machine (run as root):
 #   1. Debian's docker.io, and for arm64 functions on another CPU qemu-user-static + binfmt-support
 #      (debootstrap too, for step 4), each only when missing;
-#   2. dockerd, started in the background when no daemon answers (log: $SHELFWISE_DOCKERD_LOG);
+#   2. dockerd, started in the background when no daemon answers (log: $SHELFWISE_DOCKERD_LOG), with
+#      --userland-proxy=false (see step 2 below; a daemon already running with it on gets a warning);
 #   3. the aarch64 binfmt handler registered (binfmt_misc mounted if need be);
 #   4. the Lambda base image SAM asks for, public.ecr.aws/lambda/python:3.13-arm64: kept if present;
 #      pulled from AWS where a registry is reachable (never in CI); otherwise built here from Debian
@@ -60,7 +61,12 @@ fi
 if ! docker_answers; then
   say "starting dockerd (log: $DOCKERD_LOG)"
   mkdir -p "$(dirname "$DOCKERD_LOG")"
-  nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  # Without Docker's userland proxy: the proxy accepts on a published port before anything in the
+  # container listens, and `sam local` takes that accept as "the emulator is up", then gives its
+  # invoke three tries within a second. An emulated arm64 emulator on a busy machine takes longer
+  # to listen: SAM says "No response from invoke container" and waits out the function's timeout.
+  # With iptables alone the port refuses until the emulator listens, and SAM waits for it.
+  nohup dockerd --userland-proxy=false >>"$DOCKERD_LOG" 2>&1 </dev/null &
   for _ in $(seq 1 60); do
     docker_answers && break
     sleep 1
@@ -70,6 +76,11 @@ if ! docker_answers; then
     tail -n 30 "$DOCKERD_LOG" >&2 || true
     exit 1
   fi
+elif [ "$emulate" = 1 ] && ! pgrep -a dockerd | grep -q -- '--userland-proxy=false' &&
+  ! grep -qsE '"userland-proxy"[[:space:]]*:[[:space:]]*false' /etc/docker/daemon.json; then
+  say "warning: the running dockerd uses its userland proxy; emulated 'sam local' invokes can then fail"
+  say "  with 'No response from invoke container' on a busy machine. Set \"userland-proxy\": false in"
+  say "  /etc/docker/daemon.json and restart Docker."
 fi
 
 # -- 3. arm64 emulation -------------------------------------------------------------------------------
