@@ -38,6 +38,7 @@ MARGIN_SECONDS = 1.0
 class Two:
     here: StreamStack  # generates
     there: StreamStack  # another execution environment of the same function
+    settings: dict[str, str]  # what both run with (for a third process of a test's own)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,9 @@ def two(offline_model: Any) -> Iterator[Two]:
             StreamProcess(loop_environment(api_here, **settings)) as here,
             StreamProcess(loop_environment(api_there, **settings)) as there,
         ):
-            yield Two(StreamStack(api_here, here, services), StreamStack(api_there, there, services))
+            yield Two(
+                StreamStack(api_here, here, services), StreamStack(api_there, there, services), settings
+            )
 
 
 @pytest.fixture
@@ -235,3 +238,80 @@ def test_a_finished_answer_replays_after_its_chunks_expired(two: Two) -> None:
     )
     assert text_of(replay) == text_of(live)
     assert [(i, n) for i, n, _ in replay if n != "delta"] == [(i, n) for i, n, _ in live if n != "delta"]
+
+
+# Several hundred words, said back by the offline model: several chunks' worth (64 tokens each).
+LONG = "tell me a long story about " + " and ".join(f"shelf {n}" for n in range(80))
+LOCK_SECONDS = 10  # the shortest turn lock the settings allow: how long a killed turn holds its conversation
+
+
+@pytest.mark.usefixtures("paced")
+def test_an_answer_whose_process_was_killed_is_kept_as_far_as_it_was_saved(two: Two) -> None:
+    """A process killed mid-answer (Lambda's deadline, a crash) stores nothing of the answer's end:
+    the message stays `streaming` with its text in chunks that expire in a day. Once the dead turn's
+    lock has run out, the first read stores the answer as what its chunks hold, `interrupted` at the
+    deadline, and counts it: it reads the same after its chunks are gone, with the same event ids."""
+    from shelfwise.chat.service import CHUNK_SECONDS
+
+    services = two.here.services
+    conversation_id = create_conversation(services)
+    with FakeRuntimeAPI() as api:
+        env = loop_environment(api, **two.settings, SHELFWISE_TURN_LOCK_SECONDS=str(LOCK_SECONDS))
+        with StreamProcess(env) as doomed:
+            turn = api.invoke(turn_event(conversation_id, LONG))
+            live = first_deltas(StreamStack(api, doomed, services), turn, 1)
+            message_id = live[0][2]["assistant_message_id"]
+            until = time.monotonic() + 10
+            while True:  # the answer's item and a chunk of it are stored: then the process dies
+                found = services.chat.repo.find_message(USER_SUB, conversation_id, message_id)
+                seq = found[0].seq if found else 0
+                if found and services.chat.repo.chunks(USER_SUB, conversation_id, seq):
+                    break
+                assert time.monotonic() < until, "the answer was not being stored"
+                time.sleep(CHUNK_SECONDS / 2)
+            assert found[0].status == "streaming"
+            doomed.kill()
+    saved = "".join(
+        e.get("d", "")
+        for _, events in services.chat.repo.chunks(USER_SUB, conversation_id, seq)
+        for e in events
+    )
+    path = f"/conversations/{conversation_id}/messages"
+
+    until = time.monotonic() + LOCK_SECONDS + 5
+    while services.chat.repo.running_answer(USER_SUB, conversation_id)[0] == message_id:
+        # its lock still holds: the answer reads as streaming, with its text so far
+        assert time.monotonic() < until, "the dead turn's lock never ran out"
+        time.sleep(0.5)
+
+    listed = json.loads(two.there.api.wait_response(two.there.api.invoke(request_event("GET", path))).payload)
+    answer = listed["items"][1]
+    assert (answer["id"], answer["status"], answer["finish_reason"]) == (
+        message_id,
+        "interrupted",
+        "deadline",
+    )
+    assert answer["content"] == saved
+    assert saved
+    stored = services.chat.get_conversation(USER_SUB, conversation_id)
+    assert stored.message_count == 2
+
+    # A day later the chunks are gone (TTL): the answer is whole all the same, and replays with the
+    # ids its stream had.
+    services.dynamo.delete_found(ChunkItem.after(USER_SUB, conversation_id, seq, 0))
+    assert services.chat.repo.chunks(USER_SUB, conversation_id, seq) == []
+    again = services.chat.get_message(USER_SUB, conversation_id, message_id)
+    assert (again.status, again.content) == ("interrupted", saved)
+    replay = sse_ids(
+        two.there.api.wait_response(
+            two.there.api.invoke(request_event("GET", events_url(conversation_id, message_id)))
+        ).payload
+    )
+    assert replay[0][:2] == (1, "start")
+    assert replay[0][2] == live[0][2]
+    assert text_of(replay) == saved
+    assert replay[-1][:2] == (1 + len(saved) + 1, "done")
+    assert (replay[-1][2]["status"], replay[-1][2]["finish_reason"]) == ("interrupted", "deadline")
+    # The stream and the stored answer say the same text, each as far as it got.
+    said, kept = text_of(live), text_of(replay)
+    assert said.startswith(kept) or kept.startswith(said)

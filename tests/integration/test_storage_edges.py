@@ -138,3 +138,34 @@ def test_a_second_tab_told_busy_learns_the_running_answer(ddb: DynamoTarget) -> 
         repo.begin_turn("u", stale, _message(1, "user"), turn_id="B", lock_seconds=600, answer_id="answer-B")
     assert refused.value.details["message_id"] == "answer-A"
     assert 1 <= refused.value.details["retry_after"] <= 5
+
+
+def test_an_abandoned_answer_is_settled_once_and_never_into_a_deleted_conversation(ddb: DynamoTarget) -> None:
+    """Two readers settling the same abandoned answer: one writes, the answer counts once. A
+    conversation deleted meanwhile gets no message back."""
+    from shelfwise.chat.events import TurnEvent, abandoned
+    from shelfwise.chat.models import StreamRecord
+
+    repo = ConversationRepository(Dynamo(ddb.client, ddb.table_name))
+    at = clock.now_iso()
+    for cid in ("c1", "c2"):
+        repo.create("u", Conversation(id=cid, prompt_key="inventory-assistant", created_at=at, updated_at=at))
+        repo.begin_turn("u", repo.get("u", cid), _message(1, "user"), turn_id="A", lock_seconds=-10)
+        streaming = _message(2, "assistant").model_copy(update={"content": "", "status": "streaming"})
+        repo.open_answer("u", cid, streaming, StreamRecord(turn_id="A", opening={"model": "m"}))
+    answer, ending = abandoned(streaming, [TurnEvent.delta("We have 17")])
+
+    assert repo.settle_answer("u", "c1", answer, ending)
+    assert not repo.settle_answer("u", "c1", answer, ending)
+    assert repo.get("u", "c1").message_count == 2
+    stored = repo.find_message("u", "c1", answer.id)
+    assert stored is not None
+    assert (stored[0].status, stored[0].content, stored[1].opening) == (
+        "interrupted",
+        "We have 17",
+        {"model": "m"},
+    )
+
+    repo.delete("u", "c2")
+    assert not repo.settle_answer("u", "c2", answer, ending)
+    assert repo.find_message("u", "c2", answer.id) is None

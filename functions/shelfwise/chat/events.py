@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from shelfwise.chat.models import Message, StreamRecord
+from shelfwise.chat.models import Message, StreamRecord, ToolCallRecord
 
 EventName = Literal["start", "delta", "tool", "usage", "done", "error"]
 
@@ -129,3 +129,30 @@ def answer_events(
     if at < len(message.content):
         events.append(TurnEvent.delta(message.content[at:]))
     return events + [TurnEvent(c["name"], c["data"]) for c in record.closing]
+
+
+def abandoned[M: Message](message: M, chunks: Iterable[TurnEvent]) -> tuple[M, StreamRecord]:
+    """A `streaming` answer whose turn is gone without storing it (its process was killed: Lambda's
+    deadline, a crash), as the final message it becomes: the text and tool calls its chunks hold,
+    `interrupted` at the deadline, with the end of its stream record (`tool_offsets`, `closing`; the
+    start event stays as stored). Its replay gives the chunks' events with the ids they had, then
+    `done` (and `error` for a tool that had not finished)."""
+    text: list[str] = []
+    calls: list[ToolCallRecord] = []
+    offsets: list[int] = []
+    for event in chunks:
+        if event.name == "delta":
+            text.append(event.data["content"])
+        elif event.data["status"] == "running":
+            calls.append(ToolCallRecord(id=f"{message.id}-{len(calls)}", name=event.data["name"], ok=False))
+            offsets.append(sum(map(len, text)))
+        elif calls:
+            calls[-1] = calls[-1].model_copy(update={"ok": event.data["status"] == "done"})
+    done = TurnEvent.done(message_id=message.id, status="interrupted", finish_reason="deadline")
+    ended = {
+        "content": "".join(text),
+        "status": "interrupted",
+        "finish_reason": "deadline",
+        "tool_calls": calls,
+    }
+    return message.model_copy(update=ended), StreamRecord(tool_offsets=offsets, closing=[done.as_dict()])

@@ -28,7 +28,7 @@ import anyio
 from shelfwise import clock
 from shelfwise.chat import grounding, memory, tokens
 from shelfwise.chat import live as running
-from shelfwise.chat.events import TurnEvent, answer_events, chunk_events, from_chunk, numbered
+from shelfwise.chat.events import TurnEvent, abandoned, answer_events, chunk_events, from_chunk, numbered
 from shelfwise.chat.live import LiveTurn
 from shelfwise.chat.llm import ChatModel, RoundEnd, TextDelta, Usage
 from shelfwise.chat.models import (
@@ -623,12 +623,14 @@ class ChatService:
             raise InvalidInput("the message is empty", field="content")
         context = self.repo.load_turn(user_id, conversation_id, window=self.settings.history_window_messages)
         conversation = context.conversation
+        # an answer left streaming by a killed turn is stored before the next one, and heard in its prompt
+        recent = [self._with_progress(user_id, conversation_id, m) for m in context.recent]
         persona = self.prompts.persona(conversation.prompt_key)
         prompt = memory.build_prompt(
             persona_prompt=persona.system_prompt,
             summary=conversation.summary.text,
             summary_max_tokens=self.settings.summary_max_tokens,
-            recent=context.recent,
+            recent=recent,
             new_content=content,
             tools=TOOLS if self.settings.max_tool_rounds else [],
             budget=self.settings.prompt_token_budget,
@@ -665,7 +667,7 @@ class ChatService:
             service=self,
             user_id=user_id,
             conversation=conversation,
-            recent=context.recent,
+            recent=recent,
             user_message=user_message,
             prompt=prompt,
             turn_id=turn_id,
@@ -781,12 +783,45 @@ class ChatService:
         return self._with_progress(user_id, conversation_id, found[0])
 
     def _with_progress[M: Message](self, user_id: str, conversation_id: str, message: M) -> M:
-        """A streaming answer with its text so far (from its chunks)."""
+        """A streaming answer with its text so far (from its chunks); an abandoned one (no turn holds
+        the conversation for it any more) as the final message it is then stored as (`_settle`)."""
         if message.status != "streaming":
             return message
-        chunks = self.repo.chunks(user_id, conversation_id, message.seq)
-        text = "".join(e.get("d", "") for _, events in chunks for e in events)
+        said = [
+            event
+            for _, stored in self.repo.chunks(user_id, conversation_id, message.seq)
+            for event in from_chunk(stored)
+        ]
+        running_id, _ = self.repo.running_answer(user_id, conversation_id)
+        if running_id != message.id:
+            return self._settle(user_id, conversation_id, message, said)[0]
+        text = "".join(e.data["content"] for e in said if e.name == "delta")
         return message.model_copy(update={"content": text})
+
+    def _settle[M: Message](
+        self, user_id: str, conversation_id: str, message: M, said: list[TurnEvent]
+    ) -> tuple[M, StreamRecord]:
+        """Store an answer that is `streaming` while no turn holds the conversation for it (its
+        process was killed: Lambda's deadline, a crash) as what its chunks hold, `interrupted` at the
+        deadline (events.abandoned): it reads the same once the chunks expire. Answers the message
+        as stored and the end of its stream record. The first reader stores it; another finds it
+        stored (the write is conditional on `streaming`), and so does a reader that raced the turn's
+        own end (the message was read before the lock)."""
+        answer, ending = abandoned(message, said)
+        if self.repo.settle_answer(user_id, conversation_id, answer, ending):
+            metrics.add_metric(name="AnswersAbandoned", unit="Count", value=1)
+            logger.warning(
+                "an abandoned answer was stored as far as its chunks go",
+                extra={"conversation_id": conversation_id, "message_id": message.id},
+            )
+            return answer, ending
+        found = self.repo.find_message(user_id, conversation_id, message.id)
+        if found is None or found[0].status == "streaming":  # the conversation is going
+            return answer, ending
+        stored, record = found
+        return type(message).model_validate(
+            stored.model_dump(include=set(type(message).model_fields))
+        ), record
 
     async def stop(self, user_id: str, conversation_id: str, message_id: str) -> None:
         """Ask a running answer to stop: it ends within a second, stored `interrupted`. The flag is
@@ -841,18 +876,18 @@ class ChatService:
                     ):
                         chunks += from_chunk(stored)
                         read = n
-                events = answer_events(message, record, chunks)
-                # A streaming answer whose turn has ended without storing it (its process was
-                # killed): what its chunks hold, ended at the deadline.
-                abandoned = message.status == "streaming" and running_id != message_id
-                if abandoned:
-                    events.append(
-                        TurnEvent.done(message_id=message_id, status="interrupted", finish_reason="deadline")
+                if message.status == "streaming" and running_id != message_id:
+                    # its turn ended without storing it (the process was killed): stored now
+                    message, ending = await anyio.to_thread.run_sync(
+                        self._settle, user_id, conversation_id, message, chunks
                     )
-                for event_id, event in numbered(events, after=after):
+                    record = record.model_copy(
+                        update={"tool_offsets": ending.tool_offsets, "closing": ending.closing}
+                    )
+                for event_id, event in numbered(answer_events(message, record, chunks), after=after):
                     yield event_id, event
                     after = event_id
-                if message.status != "streaming" or abandoned:
+                if message.status != "streaming":
                     return
             if time.monotonic() > until:
                 return

@@ -229,6 +229,29 @@ class ConversationRepository:
                     return MessageItem.parse_stored(item)
         return None
 
+    def settle_answer(
+        self, user_id: str, conversation_id: str, answer: Message, ending: StreamRecord
+    ) -> bool:
+        """Store an abandoned answer (`streaming`, its turn gone) as the final message it becomes
+        (`ending`: its stream record's tool offsets and closing events), counted in the conversation.
+        False, nothing written, when its final message is there already or the conversation is gone."""
+        ended = answer.model_dump(
+            include={"content", "status", "finish_reason", "tool_calls"}, exclude_none=True
+        )
+        update = Update().set(**ended, tool_offsets=ending.tool_offsets, closing=ending.closing)
+        message = MessageItem.key(user_id, conversation_id, answer.seq)
+        counted = Update().add(message_count=1)
+        try:
+            self.db.transact(
+                [
+                    Change(message, update, eq("status", "streaming")),
+                    Change(ConversationItem.key(user_id, conversation_id), counted, _LIVE),
+                ]
+            )
+        except TransactionCancelled:
+            return False
+        return True
+
     def running_answer(self, user_id: str, conversation_id: str) -> tuple[str | None, bool]:
         """The id of the answer holding the conversation (None when none does) and whether its user
         asked it to stop."""
