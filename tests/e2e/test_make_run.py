@@ -173,7 +173,9 @@ def test_make_run_on_dynamodb_local_keeps_titling_keeps_data_and_stops_quickly(t
             assert _titled_after_first_answer(http, stack) == "Black hoodie stock check"
             conversations = len(http.get("/conversations", headers=stack.headers).json()["items"])
 
-        assert stack.interrupt() < 2.0
+        # Ctrl-C ends it without waiting out a worker's or a connection's timeout (those are 30 s and
+        # more). Not a speed check: 2.2 s was seen with both cores busy, under 2 s otherwise.
+        assert stack.interrupt() < 10.0
 
     with LocalStack(data_dir=data) as again, httpx.Client(base_url=again.url, timeout=60) as http:
         assert any("demo inventory: kept from the last run" in line for line in again.banner)
